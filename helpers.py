@@ -940,7 +940,7 @@ def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
     labels, dist = _kmeans_assign(X, x_sq, centers, D)
     history = [float(dist.sum())]
     for _ in range(max_iter):
-        centers = _kmeans_update(X, labels, K, dist)
+        centers = _kmeans_update(X, x_sq, labels, K)
         new_labels, dist = _kmeans_assign(X, x_sq, centers, D)
         history.append(float(dist.sum()))
         converged = np.array_equal(new_labels, labels)
@@ -957,14 +957,15 @@ def _kmeans_assign(X, x_sq, centers, D):
     return labels, D[np.arange(X.shape[0]), labels]
 
 
-def _kmeans_update(X, labels, K, dist):
+def _kmeans_update(X, x_sq, labels, K):
     """Step 4: means of the clusters; an empty cluster is re-seeded at a far sample.
 
-    Empty clusters are moved onto the samples farthest from their centres, all
-    distinct.  Such a sample then sits alone on its new centre, so every cluster
-    is non-empty after the next assignment, and since its distance drops to 0 the
-    objective still cannot increase.  When too few samples lie off their centres,
-    ``X`` has fewer distinct rows than clusters and no k-means solution exists.
+    Empty clusters are moved onto the samples farthest from the updated centres,
+    all distinct.  Such a sample then sits alone on its new centre, so every
+    cluster is non-empty after the next assignment; the objective cannot increase
+    (updating the means does not, and the moved sample's distance drops to 0).
+    When too few samples lie off the centres, ``X`` has fewer distinct rows than
+    clusters and no k-means solution exists.
     """
     counts = np.bincount(labels, minlength=K)
     onehot = np.zeros((X.shape[0], K))
@@ -973,7 +974,8 @@ def _kmeans_update(X, labels, K, dist):
     filled = counts > 0
     centers[filled] /= counts[filled, None]
     empty = np.flatnonzero(~filled)
-    if empty.size:
+    if empty.size:  # rare: costs one more distance computation
+        dist = _sq_distances(X, x_sq, centers[filled]).min(axis=1)
         chosen = []
         for i in np.argsort(dist, kind="stable")[::-1]:  # stops after a few candidates
             if dist[i] <= 0.0:
@@ -1011,10 +1013,16 @@ def _check_dtype(dtype):
     return dtype
 
 
+def _data_covariance(X):
+    """Unbiased covariance of X; zeros (to be clipped at eps) for a single sample."""
+    return gaussian_mle(X)[1] if X.shape[0] > 1 else np.zeros((X.shape[1], X.shape[1]))
+
+
 def _params_from_labels(X, labels, K):
     """GMM from hard clusters: pi_k = n_k / n, mu_k and unbiased Sigma_k of each cluster.
 
-    A cluster with fewer than 2 samples gets the covariance of the whole data set.
+    A cluster with fewer than 2 samples gets the covariance of the whole data set
+    (zero, hence eps after clipping, when X has a single sample).
     """
     n, d = X.shape
     counts = np.bincount(labels, minlength=K)
@@ -1027,7 +1035,7 @@ def _params_from_labels(X, labels, K):
             means[k], covs[k] = gaussian_mle(members)
         else:
             if global_cov is None:
-                global_cov = gaussian_mle(X)[1]
+                global_cov = _data_covariance(X)
             means[k] = members[0] if counts[k] else X.mean(axis=0)
             covs[k] = global_cov
     return GMM(counts / n, means, covs)
@@ -1042,7 +1050,7 @@ def _init_gmm(X, K, init, rng):
         return gmm
     if isinstance(init, str) and init == "random":
         means = X[rng.choice(X.shape[0], size=K, replace=False)]
-        cov = gaussian_mle(X)[1] if X.shape[0] > 1 else np.zeros((X.shape[1],) * 2)
+        cov = _data_covariance(X)
         return GMM(np.full(K, 1.0 / K), means, np.broadcast_to(cov, (K,) + cov.shape).copy())
     if isinstance(init, str) and init == "kmeans":
         _, labels, _ = kmeans(X, K, rng=rng)
@@ -1098,7 +1106,8 @@ def _m_step(X, resp, eps, means, covariances, whitening, radius):
         mu = resp_x[k].astype(np.float64) / nk[k]
         mu_x = mu.astype(X.dtype)
         r_k = resp[:, k]
-        tau = _SKIP_ROUNDOFF * eps * nk[k] / (n * (radius + np.linalg.norm(mu)) ** 2)
+        bound = n * (radius + np.linalg.norm(mu)) ** 2
+        tau = _SKIP_ROUNDOFF * eps * nk[k] / bound if bound > 0 else 0.0
         rows = np.flatnonzero(r_k >= tau)
         scatter = np.zeros((d, d))
         for start in range(0, rows.size, block):
@@ -1187,7 +1196,7 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
     if not (isinstance(init, GMM) or (isinstance(init, str) and init in ("random", "kmeans"))):
         raise ValueError(f"init must be 'random', 'kmeans' or a GMM, got {init!r}")
     mean_var = float(np.mean(np.var(X, axis=0)))
-    if 0 < mean_var < eps:
+    if np.ptp(X, axis=0).max() > 0 and mean_var < eps:
         warnings.warn(
             f"eps={eps:g} exceeds the average variance of X ({mean_var:.3g}): the covariances "
             "will be mostly eps. Rescale X (e.g. to [0, 1]) or pass a smaller eps.",

@@ -86,9 +86,18 @@ def test_empty_cluster_is_reseeded():
 def test_reseeding_direct():
     X = np.array([[0.0], [1.0], [2.0], [10.0]])
     labels = np.array([0, 0, 0, 0])
-    dist = np.array([12.25, 6.25, 2.25, 42.25])
-    centres = helpers._kmeans_update(X, labels, 2, dist)
+    centres = helpers._kmeans_update(X, (X ** 2).ravel(), labels, 2)
     np.testing.assert_allclose(centres, [[3.25], [10.0]])  # the farthest sample seeds cluster 1
+
+
+def test_reseeding_avoids_the_new_means():
+    # Cluster 0 holds only copies of 5.0 and its mean moves onto them: the empty
+    # cluster must not be re-seeded there (a duplicate centre), but at 0 or 1.
+    X = np.array([[5.0]] * 4 + [[0.0], [1.0]])
+    labels = np.array([0, 0, 0, 0, 2, 2])
+    centres = helpers._kmeans_update(X, (X ** 2).ravel(), labels, 3)
+    np.testing.assert_allclose(centres[[0, 2]], [[5.0], [0.5]])
+    assert centres[1, 0] in (0.0, 1.0)
 
 
 def test_fewer_distinct_points_than_clusters():
