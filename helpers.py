@@ -52,6 +52,10 @@ __all__ = [
     "gmm_loglik",
     "gmm_predict",
     "gmm_responsibilities",
+    "nearest_neighbour_distance",
+    "contingency_matrix",
+    "adjusted_rand_index",
+    "use_notebook_style",
     "kmeans",
     "fit_gmm",
     "plot_digits",
@@ -858,6 +862,77 @@ def gmm_predict(X, gmm, eps=DEFAULT_EPS):
     return np.argmax(gmm_log_prob(X, gmm, eps), axis=1).astype(np.int64)
 
 
+def nearest_neighbour_distance(A, B, block=1024):
+    """Euclidean distance from each row of ``A`` to its nearest row of ``B``.
+
+    A simple, model-free measure of how much generated images resemble real ones:
+    compare it for samples and for held-out real digits, against the same ``B``.
+
+    Parameters
+    ----------
+    A : array-like of shape (n_a, n_features)
+    B : array-like of shape (n_b, n_features)
+    block : int
+        Rows of ``A`` per block (bounds memory to ``block * n_b`` distances).
+
+    Returns
+    -------
+    dist : ndarray of shape (n_a,)
+    """
+    A = _check_X(A, "A")
+    B = _check_X(B, "B")
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(f"A has {A.shape[1]} features but B has {B.shape[1]}")
+    b_sq = np.einsum("ij,ij->i", B, B)
+    out = np.empty(A.shape[0])
+    for start in range(0, A.shape[0], block):
+        part = A[start: start + block]
+        d2 = _sq_distances(B, b_sq, part)  # (n_b, block)
+        out[start: start + block] = np.sqrt(d2.min(axis=0))
+    return out
+
+
+def contingency_matrix(labels_true, labels_pred):
+    """Counts ``C[i, j]`` of samples with true class ``i`` and predicted cluster ``j``.
+
+    Rows follow ``numpy.unique(labels_true)``, columns ``numpy.unique(labels_pred)``.
+
+    Returns
+    -------
+    C : ndarray of shape (n_classes, n_clusters), int64
+    """
+    labels_true, labels_pred = np.asarray(labels_true), np.asarray(labels_pred)
+    if labels_true.shape != labels_pred.shape or labels_true.ndim != 1:
+        raise ValueError(f"labels must be 1-D of equal length, got {labels_true.shape} and {labels_pred.shape}")
+    _, t = np.unique(labels_true, return_inverse=True)
+    _, p = np.unique(labels_pred, return_inverse=True)
+    C = np.zeros((t.max() + 1, p.max() + 1), dtype=np.int64)
+    np.add.at(C, (t, p), 1)
+    return C
+
+
+def adjusted_rand_index(labels_true, labels_pred):
+    """Adjusted Rand index of two partitions: 1 identical, about 0 for chance.
+
+    Returns
+    -------
+    ari : float
+    """
+    C = contingency_matrix(labels_true, labels_pred)
+
+    def pairs(v):
+        v = np.asarray(v, dtype=np.float64)
+        return float(np.sum(v * (v - 1) / 2))
+
+    n = C.sum()
+    index, rows, cols = pairs(C), pairs(C.sum(axis=1)), pairs(C.sum(axis=0))
+    expected = rows * cols / (n * (n - 1) / 2) if n > 1 else 0.0
+    maximum = (rows + cols) / 2
+    if maximum == expected:
+        return 1.0
+    return (index - expected) / (maximum - expected)
+
+
 # =============================================================================
 # 5. k-means
 # =============================================================================
@@ -1243,6 +1318,23 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
 # =============================================================================
 # 7. Plotting
 # =============================================================================
+
+def use_notebook_style():
+    """One look for every notebook: small figures, readable fonts, grey images."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({
+        "figure.dpi": 80,
+        "savefig.dpi": 80,
+        "figure.figsize": (6, 3.8),
+        "font.size": 10,
+        "axes.titlesize": 11,
+        "image.cmap": "gray",
+        "image.interpolation": "nearest",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    })
+
 
 def _get_ax(ax, figsize=None):
     import matplotlib.pyplot as plt
