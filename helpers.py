@@ -297,7 +297,7 @@ def _load_fallback(split, size):
     images28, labels = images28[part], labels[part]
     transform = _resize_transform(size)
     with torch.no_grad():
-        images = np.stack([transform(Image.fromarray(im, mode="L")).numpy().reshape(-1)
+        images = np.stack([transform(Image.fromarray(im)).numpy().reshape(-1)
                            for im in images28])
     return images.astype(np.uint8), labels
 

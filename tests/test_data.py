@@ -46,7 +46,7 @@ def write_idx_folder(folder, gz=False, seed=0):
 def reference_resize(images28, size=16):
     """PIL's bilinear (antialiased) resize, which torchvision's Resize uses on PIL images."""
     return np.stack([
-        np.asarray(Image.fromarray(im.astype(np.uint8), mode="L").resize((size, size), Image.BILINEAR)).ravel()
+        np.asarray(Image.fromarray(im.astype(np.uint8)).resize((size, size), Image.BILINEAR)).ravel()
         for im in images28
     ])
 

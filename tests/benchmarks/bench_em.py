@@ -1,0 +1,174 @@
+"""Benchmark: EM and k-means of helpers.py against scikit-learn and the BLAS bound.
+
+Run from the repository root:
+
+    python tests/benchmarks/bench_em.py [--iterations 6] [--repeats 3]
+
+It loads MNIST 16 x 16 the way the notebooks do (``.tmp/`` or ``$MNIST_DIR``), fits
+K = 10 full-covariance GMMs from one common start with a fixed number of iterations,
+and prints one table: seconds per iteration, ratios, peak memory, log-likelihoods.
+Timings are noisy on shared machines: compare the ratios, which are measured side
+by side in one run. It is a script that prints figures, not a test.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import helpers  # noqa: E402
+
+
+def best_time(fn, repeats):
+    """Smallest wall time of ``repeats`` calls of fn (returns (seconds, last result))."""
+    best, result = np.inf, None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def blas_bound(X, K, dtype, repeats):
+    """Time of the 2K BLAS calls one EM iteration cannot avoid: K GEMMs, K SYRKs."""
+    Xd = np.ascontiguousarray(X, dtype=dtype)
+    W = np.linalg.qr(np.random.default_rng(0).normal(size=(X.shape[1],) * 2))[0].astype(dtype)
+    out = np.empty_like(Xd)
+
+    def calls():
+        for _ in range(K):
+            np.matmul(Xd, W, out=out)   # E-step: whitening, (n x d) @ (d x d)
+            Xd.T @ Xd                   # M-step: scatter matrix, SYRK
+    return best_time(calls, repeats)[0]
+
+
+def plain_numpy_em(X, start, n_iter, eps):
+    """A straightforward numpy EM (what one writes first): the 'before' baseline."""
+    n, d = X.shape
+    w, mu, cov = start.weights.copy(), start.means.copy(), start.covariances.copy()
+    K = len(w)
+    for _ in range(n_iter):
+        log_p = np.empty((n, K))
+        for k in range(K):
+            lam, U = np.linalg.eigh(cov[k])
+            lam = np.maximum(lam, eps)
+            z = (X - mu[k]) @ (U / np.sqrt(lam))
+            log_p[:, k] = np.log(w[k]) - 0.5 * (d * np.log(2 * np.pi) + np.log(lam).sum() + (z ** 2).sum(1))
+        m = log_p.max(1, keepdims=True)
+        log_norm = m[:, 0] + np.log(np.exp(log_p - m).sum(1))
+        resp = np.exp(log_p - log_norm[:, None])
+        nk = resp.sum(0)
+        w, mu = nk / n, resp.T @ X / nk[:, None]
+        for k in range(K):
+            diff = X - mu[k]
+            cov[k] = (resp[:, k, None] * diff).T @ diff / nk[k]
+    return log_norm.mean()
+
+
+def peak_memory_of_fit(n_iter):
+    """Peak resident memory (MB) of a fresh process that loads the data and fits K=10."""
+    code = f"""
+import resource, sys, json
+sys.path.insert(0, {str(ROOT)!r})
+import numpy as np, helpers
+X, _ = helpers.load_mnist(root={str(ROOT / '.tmp')!r})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for dtype in (np.float64, np.float32):
+    helpers.fit_gmm(X, 10, init="random", max_iter={n_iter}, tol=0, rng=0, dtype=dtype)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"base_mb": base / 1024, "peak_mb": peak / 1024}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=6, help="EM iterations per timed fit")
+    parser.add_argument("--repeats", type=int, default=2, help="timed repeats (the best is kept)")
+    parser.add_argument("--components", type=int, default=10)
+    args = parser.parse_args()
+    K, n_iter, eps = args.components, args.iterations, helpers.DEFAULT_EPS
+
+    from sklearn.cluster import KMeans
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_info
+
+    X, _ = helpers.load_mnist(root=ROOT / ".tmp")
+    n, d = X.shape
+    blas = [(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()]
+    print(f"MNIST {n} x {d}, K = {K}, {n_iter} EM iterations per fit, best of {args.repeats}")
+    print(f"numpy {np.__version__}, BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+
+    # One common start: the k-means start of the notebooks (covariances clipped at eps,
+    # so that scikit-learn accepts their inverses).
+    start0, _ = helpers.fit_gmm(X, K, init="kmeans", max_iter=0, rng=0)
+    start = helpers.GMM(start0.weights, start0.means, start0.covariances)
+    precisions = np.stack([(U / lam) @ U.T for lam, U in (helpers.clipped_eigh(c, eps) for c in start.covariances)])
+
+    rows = {}
+    t64, (g64, h64) = best_time(lambda: helpers.fit_gmm(X, K, init=start, max_iter=n_iter, tol=0, eps=eps), args.repeats)
+    t32, (g32, h32) = best_time(lambda: helpers.fit_gmm(X, K, init=start, max_iter=n_iter, tol=0, eps=eps,
+                                                         dtype=np.float32), args.repeats)
+    rows["helpers float64"] = (t64 / n_iter, h64[-1])
+    rows["helpers float32"] = (t32 / n_iter, h32[-1])
+
+    def sklearn_fit():
+        gm = GaussianMixture(K, covariance_type="full", reg_covar=eps, tol=0, max_iter=n_iter,
+                             init_params="random_from_data", weights_init=start.weights,
+                             means_init=start.means, precisions_init=precisions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gm.fit(X)
+    t_sk, gm = best_time(sklearn_fit, args.repeats)
+    rows["scikit-learn float64"] = (t_sk / n_iter, gm.score(X))
+    t_plain, ll_plain = best_time(lambda: plain_numpy_em(X, start, n_iter, eps), 1)
+    rows["plain numpy EM float64"] = (t_plain / n_iter, ll_plain)
+    bound64 = blas_bound(X, K, np.float64, args.repeats)
+    bound32 = blas_bound(X, K, np.float32, args.repeats)
+    rows["BLAS bound float64 (2K calls)"] = (bound64, np.nan)
+    rows["BLAS bound float32 (2K calls)"] = (bound32, np.nan)
+
+    print()
+    print(f"{'EM, one iteration':32s} {'s/iter':>8s} {'x sklearn':>10s} {'x bound64':>10s} {'x bound32':>10s} {'final loglik':>13s}")
+    for name, (sec, ll) in rows.items():
+        ll_text = f"{ll:13.4f}" if np.isfinite(ll) else f"{'':13s}"
+        print(f"{name:32s} {sec:8.3f} {sec / rows['scikit-learn float64'][0]:10.2f} "
+              f"{sec / bound64:10.2f} {sec / bound32:10.2f} {ll_text}")
+    rel = abs(h32[-1] - h64[-1]) / abs(h64[-1])
+    print(f"float32 vs float64 final mean log-likelihood: relative difference {rel:.1e}")
+    print("history never decreases: float64", bool(np.all(np.diff(h64) >= -1e-9 * abs(h64).max())),
+          " float32", bool(np.all(np.diff(h32) >= -1e-6 * abs(h32).max())))
+    print("(scikit-learn regularises with reg_covar = eps added to the diagonal, helpers clips the\n"
+          " eigenvalues at eps: the same cost, slightly different models, hence other log-likelihoods.)")
+
+    # k-means from the same starting centres
+    seed = 0
+    init_centres = X[np.random.default_rng(seed).choice(n, size=K, replace=False)]
+    t_km, (centres, labels, history) = best_time(lambda: helpers.kmeans(X, K, rng=seed), args.repeats)
+    km = KMeans(K, init=init_centres, n_init=1, algorithm="lloyd", tol=0, max_iter=300)
+    t_sk_km, km = best_time(lambda: km.fit(X), args.repeats)
+    ours_per, sk_per = t_km / (len(history) - 1), t_sk_km / km.n_iter_
+    print()
+    print(f"{'k-means (lloyd), one iteration':32s} {'s/iter':>8s} {'x sklearn':>10s} {'iterations':>11s}")
+    print(f"{'helpers.kmeans':32s} {ours_per:8.4f} {ours_per / sk_per:10.2f} {len(history) - 1:11d}")
+    print(f"{'scikit-learn KMeans lloyd':32s} {sk_per:8.4f} {1.0:10.2f} {km.n_iter_:11d}")
+    print("same labels as scikit-learn:", bool(np.array_equal(labels, km.labels_)))
+
+    mem = peak_memory_of_fit(3)
+    print()
+    print(f"peak memory of a process fitting K = {K} on the full data (float64 then float32): "
+          f"{mem['peak_mb']:.0f} MB (data loaded: {mem['base_mb']:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
