@@ -563,7 +563,12 @@ def _check_count(n, name="n_samples", minimum=0):
 def sample_gaussian(mean, cov, n_samples, rng=None, eps=DEFAULT_EPS):
     """Draw samples from ``N(mean, cov)`` with the eigenvalues of ``cov`` clipped at ``eps``.
 
-    Uses ``x = mean + z diag(sqrt(lam)) U^T`` with ``z ~ N(0, I)``.
+    Uses ``x = mean + z L^T`` with ``z ~ N(0, I)`` and ``L`` the Cholesky factor of the
+    clipped covariance ``U diag(max(lam, eps)) U^T``.  Sampling through ``U diag(sqrt(lam))``
+    would give the same distribution, but not reproducible samples: the eigenvectors
+    of a repeated eigenvalue (all those clipped to ``eps``) are defined only up to a
+    rotation, which round-off picks.  The clipped covariance and its Cholesky factor
+    are continuous in ``cov``, so samples agree across machines to round-off.
 
     Parameters
     ----------
@@ -582,9 +587,10 @@ def sample_gaussian(mean, cov, n_samples, rng=None, eps=DEFAULT_EPS):
     mean, cov = _check_mean_cov(mean, cov)
     n_samples = _check_count(n_samples)
     rng = _check_rng(rng)
-    eigvals, eigvecs = clipped_eigh(cov, eps)
+    clipped, _ = _clip_covariance(cov, eps)
+    factor = np.linalg.cholesky(clipped)
     z = rng.standard_normal((n_samples, mean.shape[0]))
-    return mean + (z * np.sqrt(eigvals)) @ eigvecs.T
+    return mean + z @ factor.T
 
 
 def sample_gmm(gmm, n_samples, rng=None, eps=DEFAULT_EPS):
@@ -1013,26 +1019,55 @@ def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
     x_sq = np.einsum("ij,ij->i", X, X)
     D = np.empty((n, K))
     labels, dist = _kmeans_assign(X, x_sq, centers, D)
+    sums = _cluster_sums(X, labels, K)
     history = [float(dist.sum())]
     for _ in range(max_iter):
-        centers = _kmeans_update(X, x_sq, labels, K)
+        centers = _kmeans_centers(X, x_sq, labels, sums, K)
         new_labels, dist = _kmeans_assign(X, x_sq, centers, D)
         history.append(float(dist.sum()))
-        converged = np.array_equal(new_labels, labels)
+        moved = np.flatnonzero(new_labels != labels)
+        if moved.size > n // 8:
+            sums = _cluster_sums(X, new_labels, K)
+        elif moved.size:
+            sums += _cluster_sums(X[moved], new_labels[moved], K, minus=labels[moved])
         labels = new_labels
-        if converged or (tol > 0 and history[-2] - history[-1] <= tol * history[-2]):
+        if moved.size == 0 or (tol > 0 and history[-2] - history[-1] <= tol * history[-2]):
             break
     return centers.copy(), labels.astype(np.int64), np.asarray(history)
 
 
 def _kmeans_assign(X, x_sq, centers, D):
-    """Steps 2 and 3: nearest centre of each sample and its squared distance."""
-    _sq_distances(X, x_sq, centers, out=D)
+    """Steps 2 and 3: nearest centre of each sample and its squared distance.
+
+    ``argmin_k ||x - c_k||^2 = argmin_k (||c_k||^2 - 2 x.c_k)``: one product ``X C^T``.
+    """
+    np.matmul(X, centers.T, out=D)
+    D *= -2.0
+    D += np.einsum("ij,ij->i", centers, centers)
     labels = np.argmin(D, axis=1)
-    return labels, D[np.arange(X.shape[0]), labels]
+    dist = D[np.arange(X.shape[0]), labels]
+    dist += x_sq
+    np.maximum(dist, 0.0, out=dist)  # round-off can leave -1e-16 for a sample on its centre
+    return labels, dist
 
 
-def _kmeans_update(X, x_sq, labels, K):
+def _cluster_sums(X, labels, K, minus=None):
+    """Sum of the rows of each cluster, shape (K, n_features), by one product.
+
+    With ``minus``, the change of the sums when rows move from cluster ``minus``
+    to cluster ``labels``.  Step 4 needs only these sums: after the first
+    iteration few samples change cluster, so updating the sums costs far less
+    than recomputing them.
+    """
+    onehot = np.zeros((X.shape[0], K))
+    rows = np.arange(X.shape[0])
+    onehot[rows, labels] = 1.0
+    if minus is not None:
+        onehot[rows, minus] -= 1.0
+    return onehot.T @ X
+
+
+def _kmeans_centers(X, x_sq, labels, sums, K):
     """Step 4: means of the clusters; an empty cluster is re-seeded at a far sample.
 
     Empty clusters are moved onto the samples farthest from the updated centres,
@@ -1043,10 +1078,8 @@ def _kmeans_update(X, x_sq, labels, K):
     clusters and no k-means solution exists.
     """
     counts = np.bincount(labels, minlength=K)
-    onehot = np.zeros((X.shape[0], K))
-    onehot[np.arange(X.shape[0]), labels] = 1.0
-    centers = onehot.T @ X
     filled = counts > 0
+    centers = sums.copy()
     centers[filled] /= counts[filled, None]
     empty = np.flatnonzero(~filled)
     if empty.size:  # rare: costs one more distance computation

@@ -98,3 +98,15 @@ def test_sample_gaussian_seeded_and_no_global_state():
     b = helpers.sample_gaussian(np.zeros(3), np.eye(3), 5, rng=np.random.default_rng(7))
     assert before == after  # the global state was not touched
     assert np.array_equal(a, b)
+
+
+def test_samples_do_not_depend_on_the_eigenbasis(rng):
+    # A covariance with a repeated (clipped) eigenvalue: a rotation inside that
+    # eigenspace changes nothing mathematically, and must not change the samples.
+    d = 6
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    cov = (Q * np.array([2.0, 1.0, 0.0, 0.0, 0.0, 0.0])) @ Q.T
+    perturbed = cov + 1e-13 * np.eye(d)
+    a = helpers.sample_gaussian(np.zeros(d), cov, 50, rng=1, eps=1e-2)
+    b = helpers.sample_gaussian(np.zeros(d), perturbed, 50, rng=1, eps=1e-2)
+    np.testing.assert_allclose(a, b, atol=1e-9)

@@ -13,6 +13,12 @@ def starting_centres(X, K, seed):
     return X[np.random.default_rng(seed).choice(len(X), size=K, replace=False)]
 
 
+def cluster_sums(X, labels, K):
+    sums = np.zeros((K, X.shape[1]))
+    np.add.at(sums, labels, X)
+    return sums
+
+
 def objective(X, centres, labels):
     return float(((X - centres[labels]) ** 2).sum())
 
@@ -66,6 +72,21 @@ def test_max_iter_limits_updates(rng):
     assert len(history0) == 1
 
 
+def test_assignment_and_sums_match_bruteforce(rng):
+    X = rng.normal(size=(1000, 7))
+    centres = X[:5] + 0.1
+    labels, dist = helpers._kmeans_assign(X, np.einsum("ij,ij->i", X, X), centres, np.empty((1000, 5)))
+    d2 = ((X[:, None, :] - centres[None]) ** 2).sum(-1)
+    assert np.array_equal(labels, d2.argmin(axis=1))
+    np.testing.assert_allclose(dist, d2.min(axis=1), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(helpers._cluster_sums(X, labels, 5), cluster_sums(X, labels, 5), rtol=1e-12)
+    # moving rows: the update equals the recomputed sums
+    new = labels.copy()
+    new[:30] = (new[:30] + 1) % 5
+    updated = helpers._cluster_sums(X, labels, 5) + helpers._cluster_sums(X[:30], new[:30], 5, minus=labels[:30])
+    np.testing.assert_allclose(updated, cluster_sums(X, new, 5), rtol=1e-10, atol=1e-12)
+
+
 def test_tol_stops_earlier(rng):
     X, _, _ = make_blobs(rng, n_per=(300, 300, 300), spread=1.0)
     _, _, strict = helpers.kmeans(X, 8, rng=0, tol=0)
@@ -86,7 +107,7 @@ def test_empty_cluster_is_reseeded():
 def test_reseeding_direct():
     X = np.array([[0.0], [1.0], [2.0], [10.0]])
     labels = np.array([0, 0, 0, 0])
-    centres = helpers._kmeans_update(X, (X ** 2).ravel(), labels, 2)
+    centres = helpers._kmeans_centers(X, (X ** 2).ravel(), labels, cluster_sums(X, labels, 2), 2)
     np.testing.assert_allclose(centres, [[3.25], [10.0]])  # the farthest sample seeds cluster 1
 
 
@@ -95,7 +116,7 @@ def test_reseeding_avoids_the_new_means():
     # cluster must not be re-seeded there (a duplicate centre), but at 0 or 1.
     X = np.array([[5.0]] * 4 + [[0.0], [1.0]])
     labels = np.array([0, 0, 0, 0, 2, 2])
-    centres = helpers._kmeans_update(X, (X ** 2).ravel(), labels, 3)
+    centres = helpers._kmeans_centers(X, (X ** 2).ravel(), labels, cluster_sums(X, labels, 3), 3)
     np.testing.assert_allclose(centres[[0, 2]], [[5.0], [0.5]])
     assert centres[1, 0] in (0.0, 1.0)
 
