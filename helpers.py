@@ -794,6 +794,14 @@ def _e_step(X, weights, means, whitening, out):
     return float(np.mean(log_norm)), out
 
 
+def _prepare(X, gmm, eps):
+    """Validated X and gmm, and the whitening (W, logdet) of each component."""
+    X = _check_X(X)
+    gmm = _check_gmm(gmm, X.shape[1])
+    eps = _check_eps(eps)
+    return X, gmm, [_whitening(c, eps) for c in gmm.covariances]
+
+
 def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
     """Joint log-probabilities ``log P(Z = k) + log N(x_i | mu_k, Sigma_k)``.
 
@@ -808,10 +816,7 @@ def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
     weighted_log_prob : ndarray of shape (n_samples, n_components)
         ``-inf`` in the columns of components of weight 0.
     """
-    X = _check_X(X)
-    gmm = _check_gmm(gmm, X.shape[1])
-    eps = _check_eps(eps)
-    whitening = [_whitening(c, eps) for c in gmm.covariances]
+    X, gmm, whitening = _prepare(X, gmm, eps)
     return _weighted_log_prob(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))
 
 
@@ -849,10 +854,7 @@ def gmm_responsibilities(X, gmm, eps=DEFAULT_EPS):
     resp : ndarray of shape (n_samples, n_components)
         Non-negative, each row sums to 1.
     """
-    X = _check_X(X)
-    gmm = _check_gmm(gmm, X.shape[1])
-    eps = _check_eps(eps)
-    whitening = [_whitening(c, eps) for c in gmm.covariances]
+    X, gmm, whitening = _prepare(X, gmm, eps)
     _, log_resp = _e_step(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))
     return np.exp(log_resp, out=log_resp)
 
