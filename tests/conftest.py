@@ -6,11 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import helpers  # noqa: E402
+
+# Property tests: a bounded number of examples by default (CI); a deeper run on demand
+# with HYPOTHESIS_PROFILE=deep.
+settings.register_profile("ci", max_examples=40, deadline=None)
+settings.register_profile("deep", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 IDX_NAMES = (
     "train-images-idx3-ubyte",

@@ -7,8 +7,8 @@ from scipy import stats
 
 import helpers
 
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+# max_examples comes from the profile loaded in conftest.py (40 by default).
+SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
