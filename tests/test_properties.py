@@ -7,7 +7,7 @@ from scipy import stats
 
 import helpers
 
-# max_examples comes from the profile loaded in conftest.py (40 by default).
+# max_examples comes from the profile loaded in conftest.py (200 by default).
 SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow])
 
 
