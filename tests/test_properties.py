@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis) over shapes, scales and seeds."""
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -29,6 +30,7 @@ def eps_for(scale):
     return 1e-3 * scale ** 2
 
 
+@pytest.mark.filterwarnings("ignore:eps=.*exceeds the average variance")  # tiny-n draws; tested elsewhere
 @SETTINGS
 @given(data_and_k())
 def test_em_invariants(case):
