@@ -100,8 +100,10 @@ def test_responsibilities_finite_under_extreme_underflow(K, d, seed, distance):
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(K, d)) * distance
     gmm = helpers.GMM(np.full(K, 1 / K), means, np.stack([np.eye(d) * 1e-3] * K))
-    X = rng.normal(size=(5, d)) * distance
-    assert helpers.gmm_log_prob(X, gmm).max() < -1e3  # every density underflows to 0
+    # Every coordinate at least `distance` beyond every mean: Mahalanobis distances of
+    # at least d * distance^2 / 1e-3 >= 2e7, so exp() of every log-density is 0.
+    X = means.max(axis=0) + distance * (1 + rng.random((5, d)))
+    assert helpers.gmm_log_prob(X, gmm).max() < -1e6
     resp = helpers.gmm_responsibilities(X, gmm)
     assert np.isfinite(resp).all()
     np.testing.assert_allclose(resp.sum(axis=1), 1.0)
