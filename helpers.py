@@ -11,9 +11,9 @@ The module reads top to bottom in sections:
 7. plotting    -- figures used by the notebooks; every function takes ``ax=None``.
 
 Conventions (as in scikit-learn): ``X`` has shape ``(n_samples, n_features)``,
-a mixture has ``n_components`` components, ``resp`` are responsibilities and
-``log_resp`` their logarithms.  Every random choice takes ``rng``, an int seed or a
-``numpy.random.Generator``; nothing here touches numpy's global random state.
+a mixture has ``n_components`` components, and ``resp`` are responsibilities.
+Every random choice takes ``rng``, an int seed or a ``numpy.random.Generator``;
+nothing here touches numpy's global random state.
 
 Numerics: densities are handled in log space; a covariance is never inverted and
 its determinant never formed.  Both come from its eigendecomposition
@@ -246,13 +246,15 @@ def _check_split_files(raw, split):
         )
 
 
-def _load_torchvision(root, split, size, download):
-    """Run the practical's pipeline; return (images uint8 (n, size*size), labels int64)."""
+def _load_torchvision(root, split, size, download, present):
+    """Run the practical's pipeline; return (images uint8 (n, size*size), labels int64).
+
+    ``present`` says whether the split's IDX files are already in ``root/MNIST/raw``.
+    """
     import torch
     import torchvision
 
     raw = Path(root) / "MNIST" / "raw"
-    present = all((raw / name).is_file() for name in _IDX_FILES[split])
     if present:  # check before torchvision parses them: its errors do not name the file
         _check_split_files(raw, split)
     dataset = torchvision.datasets.MNIST(
@@ -367,7 +369,7 @@ def load_mnist(split="train", n_samples=None, size=16, root=".tmp", download=Tru
     if loaded is None:
         have_files = all((raw / name).is_file() for name in _IDX_FILES[split])
         try:
-            loaded = _load_torchvision(root, split, size, download)
+            loaded = _load_torchvision(root, split, size, download, have_files)
         except ValueError:
             raise
         except Exception as exc:  # files missing and no download (URLError, RuntimeError, ...)
@@ -407,12 +409,12 @@ def _check_eps(eps):
     return float(eps)
 
 
-def _check_X(X, name="X", min_samples=1, dtype=np.float64):
-    """Return X as a 2-D finite float array of ``dtype``, or raise a helpful error."""
+def _check_X(X, name="X", min_samples=1):
+    """Return X as a 2-D finite float64 array, or raise a helpful error."""
     if isinstance(X, np.ndarray) and X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got an array of dtype {X.dtype}")
     try:
-        X = np.asarray(X, dtype=dtype)
+        X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a numeric array-like: {exc}") from exc
     if X.ndim != 2:
@@ -751,47 +753,45 @@ def _weighted_log_prob(X, weights, means, whitening, out):
             Y -= shift
             out[start:stop, k] = np.einsum("ij,ij->i", Y, Y)
         column = out[:, k]
-        column += const + logdet
         column *= -0.5
-        column += log_weights[k]
+        column += log_weights[k] - 0.5 * (const + logdet)
     return out
 
 
-def _logsumexp(a, axis=-1):
-    """log(sum(exp(a))) along ``axis``, shifted by the maximum so nothing overflows."""
-    amax = np.max(a, axis=axis, keepdims=True)
-    amax[~np.isfinite(amax)] = 0.0
-    with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(a - amax), axis=axis, keepdims=True)) + amax
-    return np.squeeze(out, axis=axis)
-
-
 def _e_step(X, weights, means, whitening, out):
-    """Mean log-likelihood and log-responsibilities of the current parameters.
+    """Mean log-likelihood and responsibilities of the current parameters.
+
+    Normalised in log space: with ``a_ik = log pi_k + log N(x_i | mu_k, Sigma_k)``
+    and ``m_i = max_k a_ik``, ``r_ik = exp(a_ik - m_i) / sum_j exp(a_ij - m_i)`` and
+    ``log p(x_i) = m_i + log sum_j exp(a_ij - m_i)``.  No exponential underflows
+    for the largest term, so both stay finite when every density underflows.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
     weights, means, whitening : as in ``_weighted_log_prob``
     out : ndarray of shape (n_samples, n_components), float64
-        Receives ``log_resp``.
+        Receives ``resp``.
 
     Returns
     -------
     loglik : float
         Mean log-likelihood per sample.
-    log_resp : ndarray of shape (n_samples, n_components)
-        The ``out`` array, holding ``log P(Z = k | x_i)``; rows log-sum-exp to 0.
+    resp : ndarray of shape (n_samples, n_components)
+        The ``out`` array, holding ``P(Z = k | x_i)``; rows sum to 1.
     """
     _weighted_log_prob(X, weights, means, whitening, out)
-    log_norm = _logsumexp(out, axis=1)
-    if not np.isfinite(log_norm).all():
+    row_max = out.max(axis=1)
+    if not np.isfinite(row_max).all():
         raise FloatingPointError(
             "the log-likelihood overflowed; X is probably on an extreme scale: rescale it "
             "(e.g. to [0, 1]) and choose eps relative to its variance"
         )
-    out -= log_norm[:, None]
-    return float(np.mean(log_norm)), out
+    out -= row_max[:, None]
+    np.exp(out, out=out)
+    total = out.sum(axis=1)
+    out /= total[:, None]
+    return float(np.mean(row_max + np.log(total))), out
 
 
 def _prepare(X, gmm, eps):
@@ -834,7 +834,8 @@ def gmm_loglik(X, gmm, eps=DEFAULT_EPS):
     loglik : float
         In nats per sample (per image).
     """
-    return float(np.mean(_logsumexp(gmm_log_prob(X, gmm, eps), axis=1)))
+    X, gmm, whitening = _prepare(X, gmm, eps)
+    return _e_step(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))[0]
 
 
 def gmm_responsibilities(X, gmm, eps=DEFAULT_EPS):
@@ -855,8 +856,7 @@ def gmm_responsibilities(X, gmm, eps=DEFAULT_EPS):
         Non-negative, each row sums to 1.
     """
     X, gmm, whitening = _prepare(X, gmm, eps)
-    _, log_resp = _e_step(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))
-    return np.exp(log_resp, out=log_resp)
+    return _e_step(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))[1]
 
 
 def gmm_predict(X, gmm, eps=DEFAULT_EPS):
@@ -1205,7 +1205,7 @@ def _m_step(X, resp, eps, means, covariances, whitening, radius):
     n, d = X.shape
     nk = resp.sum(axis=0)
     weights = nk / n
-    resp_x = resp.T.astype(X.dtype) @ X
+    resp_x = resp.T.astype(X.dtype, copy=False) @ X
     block = min(_BLOCK, n)
     buf = np.empty((block, d), dtype=X.dtype)
     collapsed = []
@@ -1323,17 +1323,16 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
     for k in range(K):
         covariances[k], whitening[k] = _clip_covariance(start.covariances[k], eps)
     radius = float(np.sqrt(np.max(np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64))))
-    log_resp = np.empty((n, K))
+    resp = np.empty((n, K))
     history = []
     collapsed = set()
     for it in range(max_iter + 1):
-        loglik, log_resp = _e_step(Xc, weights, means, whitening, out=log_resp)
+        loglik, resp = _e_step(Xc, weights, means, whitening, out=resp)
         history.append(loglik)
         if verbose and (it % verbose == 0):
             print(f"iteration {it:3d}: mean log-likelihood {loglik:.1f}")
         if it == max_iter or (tol > 0 and it > 0 and history[-1] - history[-2] < tol):
             break
-        resp = np.exp(log_resp, out=log_resp)
         weights, dead = _m_step(Xc, resp, eps, means, covariances, whitening, radius)
         collapsed.update(dead)
     if collapsed:
