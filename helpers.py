@@ -45,6 +45,7 @@ import hashlib
 import os
 import shutil
 import warnings
+import weakref
 from pathlib import Path
 from typing import NamedTuple
 
@@ -738,6 +739,7 @@ def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
     rng = _check_rng(rng)
     offset = X.mean(axis=0)
     Xc = X - offset                                                 # centred copy
+    Xc.flags.writeable = False                                      # (lets the kernels remember sums)
     centres = Xc[rng.choice(n, size=K, replace=False)]              # step 1
     labels, sq_dist = assign_clusters(Xc, centres, check_finite=False)
     history = [float(sq_dist.sum())]
@@ -945,6 +947,7 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
     # float32 needs), in the requested precision, and shift the means back at the end.
     offset = X.mean(axis=0)
     Xc = np.subtract(X, offset, dtype=dtype)
+    Xc.flags.writeable = False                  # (lets the kernels remember its row norms)
     gmm = _clip_gmm(start.weights, start.means - offset, start.covariances, eps)
     history, collapsed = [], set()
     for it in range(max_iter + 1):
@@ -1306,6 +1309,38 @@ _BLOCK = 4096
 #: floor" (clipped) in ``_log_gaussians``.
 _FLOOR_RTOL = 1e-10
 
+#: Quantities of a read-only data array that a loop would otherwise recompute at
+#: every iteration (its squared row norms, the last cluster sums), keyed by the
+#: array's id and dropped with the array.  ``kmeans`` and ``fit_gmm`` make their
+#: working copy of the data read-only, so nothing can change it behind the memo.
+_MEMO = {}
+
+
+def _memo(X):
+    """The memo dict of a read-only array, or None for a writeable one."""
+    if X.flags.writeable or X.base is not None:
+        return None
+    entry = _MEMO.get(id(X))
+    if entry is None or entry[0]() is not X:
+        entry = (weakref.ref(X), {})
+        _MEMO[id(X)] = entry
+        weakref.finalize(X, _MEMO.pop, id(X), None)
+    return entry[1]
+
+
+def _row_sq_norms(X):
+    """``(X.astype(np.float64) ** 2).sum(1)``, remembered for a read-only X."""
+    memo = _memo(X)
+    if memo is not None and "row_sq_norms" in memo:
+        return memo["row_sq_norms"]
+    out = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], _BLOCK):
+        part = X[start: start + _BLOCK].astype(np.float64, copy=False)
+        out[start: start + _BLOCK] = np.einsum("ij,ij->i", part, part)
+    if memo is not None:
+        memo["row_sq_norms"] = out
+    return out
+
 
 def _log_gaussians(X, means, eighs):
     """Log-densities of every row under every component, shape (n_samples, n_components).
@@ -1422,8 +1457,8 @@ def _weighted_scatter(X, r, mean, tol=0.0, radius=None):
 
 
 def _max_row_norm(X):
-    """An upper bound of ``np.sqrt((X ** 2).sum(1)).max()`` (exact up to a factor 1 + 1e-6)."""
-    return float(np.sqrt(np.max(np.einsum("ij,ij->i", X, X)))) * (1 + 1e-6) if X.size else 0.0
+    """An upper bound of ``np.sqrt((X ** 2).sum(1)).max()`` (above it by a factor 1 + 1e-12)."""
+    return float(np.sqrt(np.max(_row_sq_norms(X)))) * (1 + 1e-12) if X.size else 0.0
 
 
 def _squared_distances(X, C):
@@ -1432,29 +1467,56 @@ def _squared_distances(X, C):
         D == ((X[:, None, :] - C[None, :, :]) ** 2).sum(-1)
 
     By ``||x||^2 - 2 x.c + ||c||^2``: one product ``X C^T`` instead of an
-    (n, K, d) temporary.  Accurate when ``X`` and ``C`` are centred (their mean
-    near the origin); callers centre first.  Negative round-off is set to 0.
+    (n, K, d) temporary, in float64 even for float32 ``X``.  Accurate when ``X`` and
+    ``C`` are centred (their mean near the origin); callers centre first.
+    Negative round-off is set to 0.
     """
-    X64 = X.astype(np.float64, copy=False)
     C = np.asarray(C, dtype=np.float64)
-    D = X64 @ C.T
+    if X.dtype == np.float64:
+        D = X @ C.T
+    else:
+        D = np.empty((X.shape[0], C.shape[0]))
+        for start in range(0, X.shape[0], _BLOCK):
+            D[start: start + _BLOCK] = X[start: start + _BLOCK].astype(np.float64) @ C.T
     D *= -2.0
-    D += np.einsum("ij,ij->i", X64, X64)[:, None]
+    D += _row_sq_norms(X)[:, None]
     D += np.einsum("ij,ij->i", C, C)[None, :]
     np.maximum(D, 0.0, out=D)
     return D
 
 
 def _cluster_sums(X, labels, K):
-    """Sum of the rows of each cluster, shape (K, n_features)::
+    """Sum of the rows of each cluster, shape (K, n_features), float64::
 
         sums == np.stack([X[labels == k].sum(0) for k in range(K)])
 
-    By one product ``onehot^T X`` instead of K boolean gathers.
+    By one product ``onehot^T X`` instead of K boolean gathers.  For a read-only
+    ``X`` (inside ``kmeans``) the last labels and sums are remembered: when few
+    samples changed cluster since, only their rows are added and subtracted
+    (after the first iterations of k-means, a few hundred of 60,000).
     """
-    onehot = np.zeros((X.shape[0], K), dtype=X.dtype)
-    onehot[np.arange(X.shape[0]), labels] = 1.0
-    return (onehot.T @ X).astype(np.float64, copy=False)
+    memo = _memo(X)
+    previous = memo.get("cluster_sums") if memo is not None else None
+    if previous is not None and previous[0].shape == labels.shape and previous[1].shape[0] == K:
+        moved = np.flatnonzero(previous[0] != labels)
+        if moved.size <= X.shape[0] // 8:
+            sums = previous[1] + _onehot_product(X[moved], labels[moved], K, minus=previous[0][moved])
+            memo["cluster_sums"] = (labels.copy(), sums)
+            return sums
+    sums = _onehot_product(X, labels, K)
+    if memo is not None:
+        memo["cluster_sums"] = (labels.copy(), sums)
+    return sums
+
+
+def _onehot_product(X, labels, K, minus=None):
+    """``onehot(labels)^T X`` (minus ``onehot(minus)^T X``), shape (K, n_features), float64."""
+    onehot = np.zeros((X.shape[0], K))
+    rows = np.arange(X.shape[0])
+    onehot[rows, labels] = 1.0
+    if minus is not None:
+        onehot[rows, minus] -= 1.0
+    return onehot.T @ X.astype(np.float64, copy=False)
 
 
 def _reseed_empty_clusters(X, centres, empty):
