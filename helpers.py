@@ -228,7 +228,7 @@ def gaussian_mle(X):
     mean = X.mean(axis=0)                       # mu = (1/n) sum_i x_i
     centred = X - mean
     cov = (centred.T @ centred) / (n - 1)       # (1/(n-1)) sum_i (x_i - mu)(x_i - mu)^T
-    return _unscaled(mean, scale, "mean"), _unscaled(_symmetrize(cov), scale ** 2, "covariance")
+    return _unscaled(mean, scale, 1, "mean"), _unscaled(_symmetrize(cov), scale, 2, "covariance")
 
 
 def clipped_eigh(cov, eps=DEFAULT_EPS):
@@ -738,8 +738,8 @@ def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
         labels = new_labels
         if converged or (tol > 0 and history[-2] - history[-1] <= tol * history[-2]):
             break
-    centres = _unscaled(centres + offset, scale, "centres")
-    return centres, labels, _unscaled(np.asarray(history), scale ** 2, "objective")
+    centres = _unscaled(centres + offset, scale, 1, "centres")
+    return centres, labels, _unscaled(np.asarray(history), scale, 2, "objective")
 
 
 # =============================================================================
@@ -964,7 +964,8 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
 
 
 def _warn_if_eps_exceeds_variance(X, eps):
-    mean_var = float(np.mean(np.var(X, axis=0)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean_var = float(np.mean(np.var(X, axis=0)))
     if np.ptp(X, axis=0).max() > 0 and mean_var < eps:
         warnings.warn(
             f"eps={eps:g} exceeds the average variance of X ({mean_var:.3g}): the covariances "
@@ -1664,12 +1665,7 @@ def _stage_mnist_dir(source, raw):
                 "the four MNIST IDX files"
             )
     scratch = None
-    try:
-        raw.mkdir(parents=True, exist_ok=True)
-        probe = raw / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError:
+    if not _writable(raw):
         scratch = Path(tempfile.mkdtemp(prefix="mnist-"))
         raw = scratch / "MNIST" / "raw"
         raw.mkdir(parents=True)
@@ -1680,6 +1676,18 @@ def _stage_mnist_dir(source, raw):
             continue                                  # staged from this very version of the source
         _atomic_stage(src, target)
     return raw, sources, scratch
+
+
+def _writable(folder):
+    """Create ``folder`` if needed; True when files can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+        return True
+    except OSError:
+        return False
 
 
 def _atomic_stage(src, target):
@@ -2066,10 +2074,10 @@ def _check_labels(labels, n_samples, name="y", n_classes=None):
     if labels.dtype.kind not in "biu":
         if labels.dtype.kind == "f" and np.isfinite(labels).all() and np.all(labels == np.round(labels)):
             labels = labels.astype(np.int64)
-        elif n_classes is not None or labels.dtype.kind not in "USf":
-            raise TypeError(f"{name} must hold integer labels, got dtype {labels.dtype}")
         elif labels.dtype.kind == "f":
             raise ValueError(f"{name} contains NaN, inf or non-integer labels; clean them first")
+        else:
+            raise TypeError(f"{name} must hold integer labels, got dtype {labels.dtype}")
     if n_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(f"{name} must hold integers from 0 to {n_classes - 1}, got {labels.min()} to {labels.max()}")
     return labels
@@ -2157,14 +2165,16 @@ def _rescaled(X):
     return X / top, top
 
 
-def _unscaled(a, factor, what):
-    """``a * factor``, or a ValueError when that is not representable in float64."""
-    if factor == 1.0:
+def _unscaled(a, scale, power, what):
+    """``a * scale ** power``, or a ValueError when that is not representable in float64."""
+    if scale == 1.0:
         return a
+    out = np.array(a, dtype=np.float64)
     with np.errstate(over="ignore"):
-        out = a * factor
+        for _ in range(power):
+            out = out * scale
     if not np.isfinite(out).all():
-        raise ValueError(f"the {what} overflows float64 at the scale of X ({factor:.3g}); rescale X (e.g. to [0, 1])")
+        raise ValueError(f"the {what} overflows float64 at the scale of X ({scale:.3g}); rescale X (e.g. to [0, 1])")
     return out
 
 
