@@ -2067,7 +2067,8 @@ def _check_dtype(dtype):
 
 
 def _check_labels(labels, n_samples, name="y", n_classes=None):
-    """1-D labels, one per sample; integers in [0, n_classes) when n_classes is given."""
+    """1-D labels, one per sample: integers, or class names (strings) when n_classes is None;
+    integers in [0, n_classes) when n_classes is given.  Never NaN, None, complex or mixed objects."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != n_samples:
         raise ValueError(f"{name} must be 1-D with one label per row of X ({n_samples}), got shape {labels.shape}")
@@ -2076,8 +2077,8 @@ def _check_labels(labels, n_samples, name="y", n_classes=None):
             labels = labels.astype(np.int64)
         elif labels.dtype.kind == "f":
             raise ValueError(f"{name} contains NaN, inf or non-integer labels; clean them first")
-        else:
-            raise TypeError(f"{name} must hold integer labels, got dtype {labels.dtype}")
+        elif labels.dtype.kind not in "US" or n_classes is not None:   # class names are fine
+            raise TypeError(f"{name} must hold integer labels (or class names), got dtype {labels.dtype}")
     if n_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(f"{name} must hold integers from 0 to {n_classes - 1}, got {labels.min()} to {labels.max()}")
     return labels

@@ -370,7 +370,7 @@ def test_masked_arrays_rejected():
 
 @pytest.mark.parametrize("labels, exc", [
     (np.array([]), ValueError),
-    (np.array(["a", "b", "a", "b"]), TypeError),
+    (np.array([0, "b", 1, "b"], dtype=object), TypeError),
     (np.array([0.0, np.nan, 1.0, 1.0]), ValueError),
     (np.array([0, None, 1, 1], dtype=object), TypeError),
     (np.array([0, 1j, 1, 1]), TypeError),
@@ -379,6 +379,13 @@ def test_bad_labels(labels, exc):
     X = np.arange(8.0).reshape(4, 2)
     with pytest.raises(exc):
         helpers.naive_gmm(X, labels)
+
+
+def test_string_labels_are_class_names_for_naive_gmm_only():
+    X = np.arange(8.0).reshape(4, 2)
+    assert helpers.naive_gmm(X, np.array(["a", "b", "a", "b"])).n_components == 2
+    with pytest.raises(TypeError, match="integer"):
+        helpers.update_centres(X, np.array(["0", "1", "0", "1"]), 2)
 
 
 def test_numeric_parameters_are_checked():
