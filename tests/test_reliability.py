@@ -16,29 +16,9 @@ from hypothesis import strategies as st
 
 import helpers
 from conftest import ROOT, make_blobs
-from test_data import N_TEST, N_TRAIN, idx_bytes, write_idx_folder
+from test_data import N_TEST, N_TRAIN, idx_bytes, no_download, no_mnist_dir, write_idx_folder  # noqa: F401 (fixtures)
 
 matplotlib.use("Agg")
-
-
-@pytest.fixture(autouse=True)
-def no_mnist_dir(monkeypatch):
-    monkeypatch.delenv("MNIST_DIR", raising=False)
-
-
-@pytest.fixture
-def no_download(monkeypatch):
-    import torchvision
-
-    def refuse(self):
-        if not self._check_exists():
-            raise RuntimeError("Error downloading: no network in this test")
-
-    monkeypatch.setattr(torchvision.datasets.MNIST, "download", refuse)
-
-
-def pixels(X):
-    return np.round(X * 255).astype(np.uint8)
 
 
 # --- 1. Two loads at once ---------------------------------------------------------
