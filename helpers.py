@@ -641,9 +641,7 @@ def assign_clusters(X, centres, check_finite=True):
     X = _check_X(X, check_finite=check_finite)
     centres = _check_X(centres, "centres")
     _check_same_features(X, centres, "centres")
-    D = _squared_distances(X, centres)                 # D_ik, shape (n, K)
-    labels = np.argmin(D, axis=1)                      # c_i = argmin_k D_ik
-    return labels.astype(np.int64), D[np.arange(X.shape[0]), labels]
+    return _nearest_centres(X, centres)                # argmin_k D_ik and min_k D_ik
 
 
 def update_centres(X, labels, n_clusters, check_finite=True):
@@ -931,7 +929,6 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
     dtype = _check_dtype(dtype)
     verbose = _check_count(verbose, "verbose")
     rng = _check_rng(rng)
-    _warn_if_eps_exceeds_variance(X, eps)
     start = _init_gmm(X, K, init, rng)
 
     # EM is translation invariant: work on centred data (smaller numbers, which
@@ -939,6 +936,7 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
     offset = X.mean(axis=0)
     Xc = np.subtract(X, offset, dtype=dtype)
     Xc.flags.writeable = False                  # (lets the kernels remember its row norms)
+    _warn_if_eps_exceeds_variance(Xc, eps)
     gmm = _clip_gmm(start.weights, start.means - offset, start.covariances, eps)
     history, collapsed = [], set()
     for it in range(max_iter + 1):
@@ -963,10 +961,11 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
     return fitted, np.asarray(history)
 
 
-def _warn_if_eps_exceeds_variance(X, eps):
+def _warn_if_eps_exceeds_variance(Xc, eps):
+    """Warn when eps exceeds the average variance of the (centred) data."""
     with np.errstate(over="ignore", invalid="ignore"):
-        mean_var = float(np.mean(np.var(X, axis=0)))
-    if np.ptp(X, axis=0).max() > 0 and mean_var < eps:
+        mean_var = float(np.mean(_row_sq_norms(Xc)) / Xc.shape[1])   # = np.mean(np.var(X, axis=0))
+    if mean_var < eps and np.ptp(Xc, axis=0).max() > 0:                # not all rows identical
         warnings.warn(
             f"eps={eps:g} exceeds the average variance of X ({mean_var:.3g}): the covariances "
             "will be mostly eps. Rescale X (e.g. to [0, 1]) or pass a smaller eps.",
@@ -1121,8 +1120,7 @@ def plot_digits(images, n_cols=10, ax=None, title=None, row_labels=None, clip=Tr
         canvas = np.clip(canvas, 0, 1)
     import matplotlib
 
-    cmap = matplotlib.colormaps["gray"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")   # gaps between images
     ax = _get_ax(ax, figsize=(0.6 * n_cols + 0.6, 0.6 * n_rows + 0.4))
     ax.imshow(canvas, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
@@ -1316,6 +1314,10 @@ _SKIP_ROUNDOFF = np.finfo(np.float64).eps / 2
 #: whitened copy (4096 x 256 float64: 8 MiB) stay in the last-level cache.
 _BLOCK = 4096
 
+#: Rows per block in the E-step: a block of X (1024 x 256 float32: 1 MiB) stays in
+#: cache while all the components' products are taken from it.
+_ESTEP_BLOCK = 1024
+
 #: Eigenvalues within this relative distance of the smallest count as "at the
 #: floor" (clipped) in ``_log_gaussians``.
 _FLOOR_RTOL = 1e-10
@@ -1370,7 +1372,8 @@ def _log_gaussians(X, means, eighs):
     instead of ``d``.  ``||v||^2 = ||x||^2 - 2 x.mu + ||mu||^2`` costs one small product
     for all components (kept in float64).  Per component, ``(x - mu) G = x G - mu G``
     needs no copy of ``X - mu``; rows go block by block so that the product is
-    squared and summed while still in cache.  With float32 ``X`` the large product
+    squared and summed while still in cache, and each block serves every component
+    before the next is read.  With float32 ``X`` the large product
     runs in float32; everything else is float64.
 
     Parameters
@@ -1386,33 +1389,38 @@ def _log_gaussians(X, means, eighs):
     out : ndarray of shape (n_samples, n_components), float64
     """
     n, d = X.shape
-    K = len(eighs)
-    out = np.empty((n, K))
-    block = min(_BLOCK, n)
-    buf = np.empty(block * d, dtype=X.dtype)
-    sq_dist = None                              # ||x_i - mu_k||^2, computed when first needed
+    out = np.empty((n, len(eighs)))
+    # Per component: the product matrix G (d x m), the shift mu G, and how the squared
+    # norm of (x - mu) G enters the Mahalanobis term (sign, base).
+    plans, sq_dist = [], None
     for k, (lam, U) in enumerate(eighs):
         floor = lam[0]
         n_floor = int(np.searchsorted(lam, floor * (1 + _FLOOR_RTOL), side="right"))
-        if n_floor >= max(2, d // 16):          # enough clipped directions to pay off
+        if n_floor >= max(2, d // 16):              # enough clipped directions to pay off
             if sq_dist is None:
-                sq_dist = _squared_distances(X, means)
+                sq_dist = _squared_distances(X, means)      # ||x_i - mu_k||^2, float64
             G = U[:, n_floor:] * np.sqrt(1.0 / floor - 1.0 / lam[n_floor:])
             sign, base = -1.0, sq_dist[:, k] / floor
         else:
             G = U / np.sqrt(lam)
             sign, base = 1.0, 0.0
-        Gk = G.astype(X.dtype, copy=False)
-        shift = (means[k] @ G).astype(X.dtype)
-        m = G.shape[1]
-        for start in range(0, n, block):
-            stop = min(start + block, n)
-            Y = np.matmul(X[start:stop], Gk, out=buf[: (stop - start) * m].reshape(stop - start, m))
+        plans.append((np.ascontiguousarray(G, dtype=X.dtype), (means[k] @ G).astype(X.dtype), sign, base))
+    # Rows in blocks small enough that a block of X and its products stay in cache
+    # while every component uses it.
+    block = min(_ESTEP_BLOCK, n)
+    buf = np.empty(block * d, dtype=X.dtype)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        rows = X[start:stop]
+        for k, (G, shift, _, _) in enumerate(plans):
+            Y = np.matmul(rows, G, out=buf[: (stop - start) * G.shape[1]].reshape(stop - start, G.shape[1]))
             Y -= shift
             out[start:stop, k] = np.einsum("ij,ij->i", Y, Y)
+    for k, (lam, _) in enumerate(eighs):
+        _, _, sign, base = plans[k]
         column = out[:, k]
         column *= sign
-        column += base                          # column = Mahalanobis term
+        column += base                              # column = Mahalanobis term
         column *= -0.5
         column -= 0.5 * (d * np.log(2 * np.pi) + np.sum(np.log(lam)))
     return out
@@ -1484,16 +1492,39 @@ def _squared_distances(X, C):
     """
     C = np.asarray(C, dtype=np.float64)
     if X.dtype == np.float64:
-        D = X @ C.T
+        D = (C @ X.T).T                         # BLAS is faster with the short side first
     else:
-        D = np.empty((X.shape[0], C.shape[0]))
+        D = np.empty((C.shape[0], X.shape[0])).T
         for start in range(0, X.shape[0], _BLOCK):
-            D[start: start + _BLOCK] = X[start: start + _BLOCK].astype(np.float64) @ C.T
+            D[start: start + _BLOCK] = (C @ X[start: start + _BLOCK].T.astype(np.float64)).T
     D *= -2.0
     D += _row_sq_norms(X)[:, None]
     D += np.einsum("ij,ij->i", C, C)[None, :]
     np.maximum(D, 0.0, out=D)
     return D
+
+
+def _nearest_centres(X, C):
+    """Nearest centre of each row and the squared distance to it::
+
+        labels, sq_dist == D.argmin(1), D.min(1),   D = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+
+    ``argmin_k ||x - c_k||^2 = argmin_k (||c_k||^2 - 2 x.c_k)``: one product ``X C^T``,
+    and ``||x||^2`` (remembered for a read-only ``X``) is added to the minimum only.
+    Ties go to the lowest index, as ``argmin``.  Callers centre ``X`` and ``C``.
+    """
+    C = np.asarray(C, dtype=np.float64)
+    if X.dtype == np.float64:
+        D = C @ X.T                             # (K, n): BLAS is faster this way round
+    else:
+        D = np.concatenate([C @ X[i: i + _BLOCK].T.astype(np.float64) for i in range(0, X.shape[0], _BLOCK)],
+                           axis=1)
+    D *= -2.0
+    D += np.einsum("ij,ij->i", C, C)[:, None]
+    labels = np.argmin(D, axis=0)
+    sq_dist = D[labels, np.arange(X.shape[0])] + _row_sq_norms(X)
+    np.maximum(sq_dist, 0.0, out=sq_dist)          # round-off can leave -1e-16 on a centre
+    return labels.astype(np.int64), sq_dist
 
 
 def _cluster_sums(X, labels, K):

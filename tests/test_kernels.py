@@ -99,6 +99,16 @@ def test_squared_distances(rng, dtype):
     np.testing.assert_allclose(helpers._squared_distances(X, C), expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nearest_centres(rng, dtype):
+    X = rng.normal(size=(900, 6)).astype(dtype)
+    C = rng.normal(size=(5, 6))
+    D = ((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(-1)
+    labels, sq_dist = helpers._nearest_centres(X, C)
+    assert np.array_equal(labels, D.argmin(1))
+    np.testing.assert_allclose(sq_dist, D.min(1), rtol=1e-10, atol=1e-12)
+
+
 def test_cluster_sums_and_their_update(rng):
     X = rng.normal(size=(1000, 4))
     X.flags.writeable = False                        # read-only: the kernel remembers sums
