@@ -871,7 +871,8 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
       (the first step of k-means), every covariance is the covariance of the whole
       data set, and the weights are equal.  It uses no clustering at all, yet it
       starts on the data's scale; it is the fair "no information" baseline for the
-      k-means start, from which it differs only by k-means' refinement.  (Random
+      k-means start, which begins from the same random samples and adds k-means'
+      refinement of them, and per-cluster covariances and weights.  (Random
       responsibilities, scikit-learn's ``init_params="random"``, would put every
       component at the global mean and waste the first iterations breaking that
       symmetry.)
