@@ -1311,8 +1311,8 @@ def plot_confusion(matrix, ax=None, xlabel="predicted", ylabel="true digit", tit
 #: matrix is below it (see ``_weighted_scatter``).
 _SKIP_ROUNDOFF = np.finfo(np.float64).eps / 2
 
-#: Rows per block in the log-density and scatter loops: a block of X and its
-#: whitened copy (4096 x 256 float64: 8 MiB) stay in the last-level cache.
+#: Rows per block in the scatter and distance loops: a block of X (4096 x 256
+#: float64: 8 MiB) stays in the last-level cache.
 _BLOCK = 4096
 
 #: Rows per block in the E-step: a block of X (1024 x 256 float32: 1 MiB) stays in
