@@ -947,8 +947,8 @@ def fit_gmm(X, n_components, init="kmeans", eps=DEFAULT_EPS, max_iter=100, tol=1
             print(f"iteration {it:3d}: mean log-likelihood {loglik:.1f}")
         if it == max_iter or (tol > 0 and it > 0 and history[-1] - history[-2] < tol):
             break
-        collapsed.update(np.flatnonzero(resp.sum(axis=0) < _MIN_MASS).tolist())
         gmm = m_step(Xc, resp, eps, previous=gmm, check_finite=False)
+        collapsed.update(np.flatnonzero(gmm.weights * n < _MIN_MASS).tolist())   # N_k = n pi_k
     if collapsed:
         warnings.warn(
             f"components {sorted(collapsed)} lost (almost) all responsibility; they keep "
@@ -1515,11 +1515,7 @@ def _nearest_centres(X, C):
     Ties go to the lowest index, as ``argmin``.  Callers centre ``X`` and ``C``.
     """
     C = np.asarray(C, dtype=np.float64)
-    if X.dtype == np.float64:
-        D = C @ X.T                             # (K, n): BLAS is faster this way round
-    else:
-        D = np.concatenate([C @ X[i: i + _BLOCK].T.astype(np.float64) for i in range(0, X.shape[0], _BLOCK)],
-                           axis=1)
+    D = C @ X.astype(np.float64, copy=False).T  # (K, n): BLAS is faster this way round
     D *= -2.0
     D += np.einsum("ij,ij->i", C, C)[:, None]
     labels = np.argmin(D, axis=0)
@@ -2192,7 +2188,7 @@ _SAFE_RANGE = (1e-100, 1e100)
 
 def _rescaled(X):
     """``(X / s, s)`` with ``s = max|X|`` when that is extreme, else ``(X, 1.0)``."""
-    top = float(np.max(np.abs(X))) if X.size else 0.0
+    top = max(float(X.max()), -float(X.min())) if X.size else 0.0   # max|X|, without an |X| copy
     if top == 0.0 or _SAFE_RANGE[0] <= top <= _SAFE_RANGE[1]:
         return X, 1.0
     return X / top, top

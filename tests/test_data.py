@@ -127,6 +127,10 @@ def test_truncated_gz_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_DIR", str(tmp_path / "source"))
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz"):
         helpers.load_mnist(root=tmp_path / "cache")
+    # staging is atomic: a failed decompression leaves neither the file nor a temporary
+    raw = tmp_path / "cache" / "MNIST" / "raw"
+    assert not (raw / "train-images-idx3-ubyte").exists()
+    assert not [p for p in raw.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_wrong_magic_number(tmp_path, no_download):

@@ -63,18 +63,6 @@ def test_two_concurrent_first_loads_both_succeed(tmp_path):
     assert leftovers == []
 
 
-def test_failed_staging_leaves_nothing_half_written(tmp_path, monkeypatch):
-    write_idx_folder(tmp_path / "source", gz=True)
-    gz = tmp_path / "source" / "train-images-idx3-ubyte.gz"
-    gz.write_bytes(gz.read_bytes()[:150])
-    monkeypatch.setenv("MNIST_DIR", str(tmp_path / "source"))
-    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz"):
-        helpers.load_mnist(root=tmp_path / "cache")
-    raw = tmp_path / "cache" / "MNIST" / "raw"
-    assert not (raw / "train-images-idx3-ubyte").exists()
-    assert not [p for p in raw.iterdir() if p.name.endswith(".tmp")]
-
-
 # --- 2. Stale or mismatched data --------------------------------------------------
 
 def test_cache_under_another_split_name_is_not_trusted(tmp_path, no_download):
