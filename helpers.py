@@ -78,6 +78,7 @@ __all__ = [
     "kmeans",
     "m_step",
     "fit_gmm",
+    "em_lower_bound",
     "nearest_neighbour_distance",
     "contingency_matrix",
     "adjusted_rand_index",
@@ -88,6 +89,7 @@ __all__ = [
     "plot_spectrum",
     "plot_loglik",
     "plot_confusion",
+    "plot_gaussian_ellipses",
 ]
 
 #: Default floor for covariance eigenvalues.  Pixels live in [0, 1], so a variance
@@ -974,6 +976,44 @@ def _warn_if_eps_exceeds_variance(Xc, eps):
         )
 
 
+def em_lower_bound(X, gmm, resp, eps=DEFAULT_EPS):
+    """The lower bound ``F(q, theta)`` of EM, per sample, for ``q = resp``.
+
+    For any distributions ``q_i`` over the components (rows of ``resp``)::
+
+        F(q, theta) = (1/n) sum_i sum_k q_ik [log pi_k + log N(x_i | mu_k, Sigma_k) - log q_ik]
+                    = loglik(theta) - (1/n) sum_i KL(q_i || p(z | x_i, theta))
+
+    so ``F <= loglik``, with equality exactly when ``q`` are the responsibilities of
+    ``theta`` (the E-step).  Terms with ``q_ik = 0`` count 0 (``0 log 0 = 0``).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    gmm : GMM
+        The parameters ``theta``.
+    resp : array-like of shape (n_samples, n_components)
+        The distributions ``q``: non-negative rows summing to 1.
+    eps : float
+        Floor for the covariance eigenvalues.
+
+    Returns
+    -------
+    bound : float
+        ``F(q, theta)`` in nats per sample; ``-inf`` if ``q`` puts mass on a component
+        of weight 0.
+    """
+    log_prob = gmm_log_prob(X, gmm, eps)                               # a_ik = log pi_k + log N
+    resp = _check_resp(resp, log_prob.shape[0])
+    if resp.shape[1] != log_prob.shape[1]:
+        raise ValueError(f"resp has {resp.shape[1]} columns but the GMM has {log_prob.shape[1]} components")
+    if not np.allclose(resp.sum(axis=1), 1.0, rtol=0, atol=1e-8):
+        raise ValueError("each row of resp must sum to 1 (a distribution over the components)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(resp > 0, resp * (log_prob - np.log(resp)), 0.0)   # q (a - log q)
+    return float(np.mean(terms.sum(axis=1)))
+
+
 # =============================================================================
 # 7. Evaluation
 # =============================================================================
@@ -1294,6 +1334,79 @@ def plot_confusion(matrix, ax=None, xlabel="predicted", ylabel="true digit", tit
     for (i, j), v in np.ndenumerate(m):
         ax.text(j, i, f"{v}", ha="center", va="center", fontsize=7,
                 color="white" if v > threshold else "black")
+    return ax
+
+
+def plot_gaussian_ellipses(means, covariances, ax=None, n_std=(1, 2), colors=None, labels=None,
+                           **patch_kwargs):
+    """Draw the ``n_std``-sigma ellipses of 2-D Gaussians (PRML Fig. 9.8 style).
+
+    The ``c``-sigma ellipse of ``N(mu, Sigma)`` is ``{x : (x - mu)^T Sigma^{-1} (x - mu) = c^2}``.
+    With ``Sigma = U diag(lam) U^T`` its half-axes are ``c sqrt(lam_j)`` along the
+    eigenvectors ``u_j``; it holds ``1 - exp(-c^2 / 2)`` of the mass (39% for c = 1,
+    86% for c = 2).  Each mean is marked with a cross.
+
+    Parameters
+    ----------
+    means : array-like of shape (n_components, 2) or (2,)
+    covariances : array-like of shape (n_components, 2, 2) or (2, 2)
+        Symmetric positive semi-definite.
+    ax : matplotlib Axes, optional
+    n_std : sequence of positive float
+        The multiples ``c`` of sigma to draw (solid for the first, dashed after).
+    colors : sequence of colours, optional
+        One per component (default: the colour cycle C0, C1, ...).
+    labels : sequence of str, optional
+        One legend label per component.
+    **patch_kwargs
+        Passed to ``matplotlib.patches.Ellipse`` (e.g. ``lw``, ``alpha``).
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    means = _check_plot_array(means, "means", ndim=(1, 2))
+    covariances = _check_plot_array(covariances, "covariances", ndim=(2, 3))
+    if means.ndim == 1:
+        means = means[None]
+    if covariances.ndim == 2:
+        covariances = covariances[None]
+    K = means.shape[0]
+    if means.shape != (K, 2) or covariances.shape != (K, 2, 2):
+        raise ValueError(
+            f"means must have shape (n_components, 2) and covariances (n_components, 2, 2), "
+            f"got {means.shape} and {covariances.shape}: ellipses are drawn in 2-D only"
+        )
+    if not (np.isfinite(means).all() and np.isfinite(covariances).all()):
+        raise ValueError("means and covariances must be finite (no NaN or inf)")
+    n_std = np.atleast_1d(np.asarray(n_std, dtype=np.float64))
+    if n_std.ndim != 1 or n_std.size == 0 or not (np.isfinite(n_std).all() and (n_std > 0).all()):
+        raise ValueError(f"n_std must be positive numbers such as (1, 2), got {n_std!r}")
+    for name, seq in (("colors", colors), ("labels", labels)):
+        if seq is not None and (isinstance(seq, str) or len(seq) != K):
+            raise ValueError(f"{name} must be a list with one entry per component ({K})")
+    _check_ax(ax)
+    eighs = [clipped_eigh(cov, np.finfo(np.float64).tiny) for cov in covariances]   # checks PSD
+    from matplotlib.patches import Ellipse
+
+    ax = _get_ax(ax, figsize=(4.5, 4))
+    corners = []
+    for k in range(K):
+        lam, U = eighs[k]                                   # ascending: U[:, 1] is the long axis
+        angle = np.degrees(np.arctan2(U[1, 1], U[0, 1]))
+        color = colors[k] if colors is not None else f"C{k % 10}"
+        for j, c in enumerate(n_std):
+            width, height = 2 * c * np.sqrt(lam[1]), 2 * c * np.sqrt(lam[0])
+            kwargs = {"fill": False, "lw": 1.5, "ls": "-" if j == 0 else "--", **patch_kwargs}
+            ax.add_patch(Ellipse(means[k], width, height, angle=angle, edgecolor=color, **kwargs))
+            reach = c * np.sqrt(np.diag(covariances[k]))   # the ellipse's bounding box
+            corners += [means[k] - reach, means[k] + reach]
+        ax.plot(*means[k], "x", color=color, ms=7, mew=2,
+                label=labels[k] if labels is not None else None)
+    ax.update_datalim(np.array(corners))
+    ax.autoscale_view()
+    if labels is not None:
+        ax.legend(fontsize="small")
     return ax
 
 
