@@ -1,5 +1,10 @@
-"""Shared fixtures, and the rule that skips the notebook tests without MNIST."""
+"""Shared fixtures and test data, and the rule that skips the notebook tests without MNIST.
 
+Test modules import plain helpers from here (``from conftest import make_blobs``), never
+from one another.
+"""
+
+import gzip
 import os
 import sys
 from pathlib import Path
@@ -7,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import settings
+from hypothesis import strategies as st
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,17 +66,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+# --- random data ------------------------------------------------------------------------
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
-
-
-@pytest.fixture(scope="session")
-def mnist_train():
-    """The real training set, 16 x 16 (loaded through the repository's cache)."""
-    if not real_mnist_available():
-        pytest.skip(NO_MNIST_MESSAGE)
-    return helpers.load_mnist("train", root=ROOT / ".tmp")
 
 
 def make_blobs(rng, n_per=(200, 150, 250), d=4, spread=6.0):
@@ -84,3 +86,107 @@ def make_blobs(rng, n_per=(200, 150, 250), d=4, spread=6.0):
     X, y = np.concatenate(X), np.concatenate(y)
     order = rng.permutation(len(X))
     return X[order], y[order], centres
+
+
+@pytest.fixture
+def blobs(rng):
+    """``make_blobs(rng)`` with its defaults: 600 points in 4-D, three clusters."""
+    return make_blobs(rng)
+
+
+def random_spd(rng, d, low=0.2, high=3.0):
+    """A random symmetric positive-definite matrix with eigenvalues in [low, high]."""
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return (Q * rng.uniform(low, high, size=d)) @ Q.T
+
+
+@st.composite
+def data_and_k(draw, max_n=40, max_d=5):
+    """Hypothesis strategy: (X, k, scale, seed), small data at scale 1e-2, 1 or 1e2."""
+    n = draw(st.integers(2, max_n))
+    d = draw(st.integers(1, max_d))
+    k = draw(st.integers(1, min(4, n)))
+    scale = draw(st.sampled_from([1e-2, 1.0, 1e2]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * scale
+    if draw(st.booleans()):
+        X[:, 0] = 0.5 * scale  # a constant feature
+    return X, k, scale, seed
+
+
+# --- the real MNIST -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mnist_train():
+    """The real training set, 16 x 16 (loaded through the repository's cache)."""
+    if not real_mnist_available():
+        pytest.skip(NO_MNIST_MESSAGE)
+    return helpers.load_mnist("train", root=ROOT / ".tmp")
+
+
+# --- small fake IDX files for the loader ----------------------------------------------------
+
+N_TRAIN, N_TEST = 30, 12
+
+
+def idx_bytes(array, magic):
+    """The bytes of an IDX file: magic number, dimensions (big-endian int32), uint8 data."""
+    header = magic.to_bytes(4, "big") + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def fake_mnist(seed=0):
+    """Random 28 x 28 digits: N_TRAIN for train, N_TEST for test, as {file name: (array, magic)}."""
+    rng = np.random.default_rng(seed)
+    return {
+        "train-images-idx3-ubyte": (rng.integers(0, 256, (N_TRAIN, 28, 28)), 2051),
+        "train-labels-idx1-ubyte": (rng.integers(0, 10, N_TRAIN), 2049),
+        "t10k-images-idx3-ubyte": (rng.integers(0, 256, (N_TEST, 28, 28)), 2051),
+        "t10k-labels-idx1-ubyte": (rng.integers(0, 10, N_TEST), 2049),
+    }
+
+
+def write_idx_folder(folder, gz=False, seed=0):
+    """Write the four fake IDX files (gzipped or not) into ``folder``; return their data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = fake_mnist(seed)
+    for name, (array, magic) in data.items():
+        blob = idx_bytes(array, magic)
+        if gz:
+            with gzip.open(folder / (name + ".gz"), "wb") as fh:
+                fh.write(blob)
+        else:
+            (folder / name).write_bytes(blob)
+    return data
+
+
+def reference_resize(images28, size=16):
+    """PIL's bilinear (antialiased) resize, which torchvision's Resize uses on PIL images."""
+    return np.stack(
+        [
+            np.asarray(
+                Image.fromarray(im.astype(np.uint8)).resize((size, size), Image.BILINEAR)
+            ).ravel()
+            for im in images28
+        ]
+    )
+
+
+@pytest.fixture
+def no_mnist_dir(monkeypatch):
+    """Unset MNIST_DIR, so that a user's setting does not leak into a loader test."""
+    monkeypatch.delenv("MNIST_DIR", raising=False)
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Make any download attempt fail at once, as without network."""
+    import torchvision
+
+    def refuse(self):
+        if not self._check_exists():
+            raise RuntimeError("Error downloading: no network in this test")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", refuse)

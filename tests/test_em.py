@@ -1,14 +1,26 @@
-"""EM against scikit-learn's GaussianMixture, monotonicity, initialisations, float32."""
+"""Section 6 of helpers.py: m_step, the loop fit_gmm, its initialisations, em_lower_bound.
+
+Against scikit-learn's GaussianMixture and the textbook M-step; the history never
+decreases; degenerate data ends in finite parameters or a clear error; the bound F of EM
+against its definition.  (Bad input is in test_validation.py.)
+"""
 
 import warnings
 
 import numpy as np
 import pytest
+from conftest import data_and_k, make_blobs, requires_mnist
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from scipy.special import logsumexp as scipy_logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 import helpers
-from conftest import make_blobs, requires_mnist
+
+# max_examples comes from the profile loaded in conftest.py (200 by default).
+SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow])
 
 
 def precision_from_cov(cov):
@@ -18,13 +30,85 @@ def precision_from_cov(cov):
 
 def sklearn_from(X, start, n_iter):
     gm = GaussianMixture(
-        start.n_components, covariance_type="full", reg_covar=0.0, tol=0.0, max_iter=n_iter,
-        weights_init=start.weights, means_init=start.means,
+        start.n_components,
+        covariance_type="full",
+        reg_covar=0.0,
+        tol=0.0,
+        max_iter=n_iter,
+        weights_init=start.weights,
+        means_init=start.means,
         precisions_init=np.stack([precision_from_cov(c) for c in start.covariances]),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return gm.fit(X)
+
+
+def textbook_m_step(X, resp, eps):
+    n = len(X)
+    nk = resp.sum(0)
+    means = (resp.T @ X) / nk[:, None]
+    covs = []
+    for k in range(resp.shape[1]):
+        diff = X - means[k]
+        S = (resp[:, k, None] * diff).T @ diff / nk[k]
+        lam, U = np.linalg.eigh(S)
+        covs.append(U @ np.diag(np.maximum(lam, eps)) @ U.T)
+    return nk / n, means, np.stack(covs)
+
+
+def assert_finite_fit(gmm, history, eps=helpers.DEFAULT_EPS):
+    for part in gmm:
+        assert np.isfinite(part).all()
+    assert np.isfinite(history).all()
+    np.testing.assert_allclose(gmm.weights.sum(), 1.0)
+    lam = np.linalg.eigvalsh(gmm.covariances)
+    assert lam.min() >= eps * (1 - 1e-9)
+
+
+# --- the M-step ---------------------------------------------------------------------------
+
+
+def test_m_step_matches_textbook_and_mutates_nothing(rng):
+    X, _, _ = make_blobs(rng, n_per=(100, 120, 80), d=5)
+    X[:, 0] = 0.5  # a constant feature: clipped at eps
+    resp = rng.dirichlet(np.ones(3), size=len(X))
+    X_before, resp_before = X.copy(), resp.copy()
+    gmm = helpers.m_step(X, resp, eps=1e-2)
+    weights, means, covs = textbook_m_step(X, resp, 1e-2)
+    np.testing.assert_allclose(gmm.weights, weights, rtol=1e-12)
+    np.testing.assert_allclose(gmm.means, means, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gmm.covariances, covs, rtol=1e-9, atol=1e-12)
+    assert np.array_equal(X, X_before) and np.array_equal(resp, resp_before)
+    assert np.linalg.eigvalsh(gmm.covariances).min() >= 1e-2 * (1 - 1e-9)
+
+
+def test_m_step_keeps_a_component_without_data_from_previous(rng):
+    X, _, _ = make_blobs(rng, n_per=(50, 50), d=3)
+    resp = np.zeros((len(X), 3))
+    resp[:, :2] = rng.dirichlet(np.ones(2), size=len(X))
+    previous = helpers.GMM(np.full(3, 1 / 3), rng.normal(size=(3, 3)), np.stack([np.eye(3)] * 3))
+    gmm = helpers.m_step(X, resp, previous=previous)
+    assert gmm.weights[2] == 0.0
+    np.testing.assert_allclose(gmm.means[2], previous.means[2])
+    np.testing.assert_allclose(gmm.covariances[2], previous.covariances[2], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="previous="):
+        helpers.m_step(X, resp)
+
+
+def test_loop_of_steps_reproduces_fit_gmm(rng):
+    X, _, _ = make_blobs(rng, n_per=(150, 150, 150), d=4, spread=2.0)
+    start, _ = helpers.fit_gmm(X, 3, init="random", max_iter=0, rng=2)
+    gmm, history = helpers.fit_gmm(X, 3, init=start, max_iter=8, tol=0)
+    mine, model = [], start
+    for _ in range(9):
+        resp, loglik = helpers.e_step(X, model)
+        mine.append(loglik)
+        model = helpers.m_step(X, resp, previous=model)
+    np.testing.assert_allclose(mine, history, rtol=1e-10)
+
+
+# --- fit_gmm against scikit-learn -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("n_iter", [1, 5, 30])
@@ -53,8 +137,13 @@ def test_matches_sklearn_on_mnist_float64_and_float32(mnist_train):
     np.testing.assert_allclose(gmm.means, ref.means_, atol=1e-7)
     np.testing.assert_allclose(gmm.weights, ref.weights_, atol=1e-9)
     np.testing.assert_allclose(history[-1], ref.score(X), rtol=1e-8)
-    gmm32, history32 = helpers.fit_gmm(X, 4, init=start, eps=1e-12, max_iter=5, tol=0, dtype=np.float32)
+    gmm32, history32 = helpers.fit_gmm(
+        X, 4, init=start, eps=1e-12, max_iter=5, tol=0, dtype=np.float32
+    )
     np.testing.assert_allclose(history32[-1], ref.score(X), rtol=1e-4)
+
+
+# --- the history --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -62,7 +151,9 @@ def test_matches_sklearn_on_mnist_float64_and_float32(mnist_train):
 def test_history_never_decreases(rng, dtype, init):
     X, _, _ = make_blobs(rng, n_per=(150, 150, 150, 150), d=6, spread=1.5)
     X[:, -1] = 0.25  # a constant feature: its variance is clipped at eps
-    gmm, history = helpers.fit_gmm(X, 5, init=init, eps=1e-3, max_iter=40, tol=0, rng=0, dtype=dtype)
+    gmm, history = helpers.fit_gmm(
+        X, 5, init=init, eps=1e-3, max_iter=40, tol=0, rng=0, dtype=dtype
+    )
     assert len(history) == 41
     slack = 1e-10 if dtype == np.float64 else 1e-5
     assert np.all(np.diff(history) >= -slack * np.abs(history).max())
@@ -74,35 +165,65 @@ def test_history_never_decreases(rng, dtype, init):
 def test_history_never_decreases_on_mnist(mnist_train, dtype):
     X = mnist_train[0][:3000]
     _, history = helpers.fit_gmm(X, 5, init="random", max_iter=15, tol=0, rng=0, dtype=dtype)
+    assert len(history) == 16
     slack = 1e-10 if dtype == np.float64 else 1e-5
     assert np.all(np.diff(history) >= -slack * np.abs(history).max())
 
 
-def test_tol_zero_runs_exactly_max_iter(rng):
-    X, _, _ = make_blobs(rng)
+def test_tol_zero_runs_exactly_max_iter(blobs):
+    X, _, _ = blobs
     for m in (0, 1, 7):
         _, history = helpers.fit_gmm(X, 3, init="kmeans", max_iter=m, tol=0, rng=0)
         assert len(history) == m + 1
 
 
-def test_tol_stops_when_improvement_is_small(rng):
-    X, _, _ = make_blobs(rng)
+def test_tol_stops_when_improvement_is_small(blobs):
+    X, _, _ = blobs
     _, history = helpers.fit_gmm(X, 3, init="kmeans", max_iter=200, tol=1e-3, rng=0)
     assert len(history) < 201
     assert history[-1] - history[-2] < 1e-3
     assert np.all(np.diff(history)[:-1] >= 1e-3)
+    # the same iterations as without tol, stopped at the first small improvement
+    _, full = helpers.fit_gmm(X, 3, init="kmeans", max_iter=len(history) + 1, tol=0, rng=0)
+    np.testing.assert_allclose(history, full[: len(history)], rtol=1e-12)
 
 
-def test_history_is_loglik_of_returned_model(rng):
-    X, _, _ = make_blobs(rng)
+def test_history_is_loglik_of_returned_model(blobs):
+    X, _, _ = blobs
     gmm, history = helpers.fit_gmm(X, 3, init="random", max_iter=10, tol=0, rng=1)
     np.testing.assert_allclose(history[-1], helpers.gmm_loglik(X, gmm), rtol=1e-12)
     start = helpers._init_gmm(X, 3, "random", np.random.default_rng(1))
     np.testing.assert_allclose(history[0], helpers.gmm_loglik(X, start), rtol=1e-12)
 
 
-def test_kmeans_init_is_cluster_statistics(rng):
-    X, _, _ = make_blobs(rng)
+@pytest.mark.filterwarnings("ignore:eps=.*exceeds the average variance")  # tiny-n draws
+@SETTINGS
+@given(data_and_k())
+def test_em_invariants(case):
+    X, k, scale, seed = case
+    eps = 1e-3 * scale**2
+    gmm, history = helpers.fit_gmm(X, k, init="random", eps=eps, max_iter=8, tol=0, rng=seed)
+    # weights sum to 1, covariances symmetric with eigenvalues >= eps
+    np.testing.assert_allclose(gmm.weights.sum(), 1.0, rtol=1e-12)
+    assert (gmm.weights >= 0).all()
+    np.testing.assert_allclose(
+        gmm.covariances, np.swapaxes(gmm.covariances, 1, 2), rtol=0, atol=1e-12 * scale**2
+    )
+    assert np.linalg.eigvalsh(gmm.covariances).min() >= eps * (1 - 1e-8)
+    # the history never decreases (up to round-off)
+    assert len(history) == 9
+    assert np.all(np.diff(history) >= -1e-9 * (1 + np.abs(history).max()))
+    # responsibilities are finite and sum to 1
+    resp = helpers.gmm_responsibilities(X, gmm, eps=eps)
+    assert np.isfinite(resp).all() and (resp >= 0).all()
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
+
+
+# --- initialisations ----------------------------------------------------------------------
+
+
+def test_kmeans_init_is_cluster_statistics(blobs):
+    X, _, _ = blobs
     _, labels, _ = helpers.kmeans(X, 3, rng=4)
     gmm, history = helpers.fit_gmm(X, 3, init="kmeans", max_iter=0, tol=0, rng=4)
     for k in range(3):
@@ -114,8 +235,8 @@ def test_kmeans_init_is_cluster_statistics(rng):
         np.testing.assert_allclose(gmm.covariances[k], clipped, rtol=1e-8, atol=1e-12)
 
 
-def test_random_init_definition(rng):
-    X, _, _ = make_blobs(rng)
+def test_random_init_definition(blobs):
+    X, _, _ = blobs
     start = helpers._init_gmm(X, 3, "random", np.random.default_rng(9))
     idx = np.random.default_rng(9).choice(len(X), size=3, replace=False)
     np.testing.assert_allclose(start.means, X[idx])
@@ -124,29 +245,19 @@ def test_random_init_definition(rng):
         np.testing.assert_allclose(c, np.cov(X, rowvar=False), rtol=1e-10)
 
 
-def test_init_from_gmm_and_determinism(rng):
-    X, _, _ = make_blobs(rng)
+def test_init_from_gmm_and_determinism(blobs):
+    X, _, _ = blobs
     a, ha = helpers.fit_gmm(X, 3, init="kmeans", rng=np.random.default_rng(2), max_iter=5, tol=0)
     b, hb = helpers.fit_gmm(X, 3, init="kmeans", rng=2, max_iter=5, tol=0)
     assert np.array_equal(ha, hb)
     for x, y in zip(a, b):
         assert np.array_equal(x, y)
-    c, hc = helpers.fit_gmm(X, 3, init=a, max_iter=3, tol=0)
+    _, hc = helpers.fit_gmm(X, 3, init=a, max_iter=3, tol=0)
     assert hc[0] == pytest.approx(ha[-1], rel=1e-12)
 
 
-def test_float32_close_to_float64(rng):
-    X, _, _ = make_blobs(rng, n_per=(300, 300, 300), d=8, spread=2.0)
-    start = helpers._init_gmm(X, 3, "random", np.random.default_rng(3))
-    g64, h64 = helpers.fit_gmm(X, 3, init=start, max_iter=20, tol=0)
-    g32, h32 = helpers.fit_gmm(X, 3, init=start, max_iter=20, tol=0, dtype=np.float32)
-    np.testing.assert_allclose(h32, h64, rtol=1e-5)
-    np.testing.assert_allclose(g32.means, g64.means, atol=1e-4)
-    assert g32.means.dtype == np.float64
-
-
-def test_initial_covariances_are_clipped_too(rng):
-    X, _, _ = make_blobs(rng)
+def test_initial_covariances_are_clipped_too(blobs):
+    X, _, _ = blobs
     X[:, 0] = 1.0
     gmm, _ = helpers.fit_gmm(X, 2, init="random", eps=0.05, max_iter=0, tol=0, rng=0)
     assert np.linalg.eigvalsh(gmm.covariances).min() >= 0.05 * (1 - 1e-9)
@@ -162,13 +273,314 @@ def test_covariances_have_eigenvalues_at_least_eps(rng):
     np.testing.assert_allclose(gmm.weights.sum(), 1.0)
 
 
-def test_m_step_skipping_is_exact(rng, monkeypatch):
-    # The M-step leaves out rows whose responsibility is below round-off; forcing the
-    # threshold to zero (every row) must give the same parameters to round-off.
-    X, _, _ = make_blobs(rng, n_per=(300, 300, 300), d=6, spread=4.0)
-    start = helpers._init_gmm(X, 3, "random", np.random.default_rng(0))
-    fast, hf = helpers.fit_gmm(X, 3, init=start, max_iter=10, tol=0)
-    monkeypatch.setattr(helpers, "_SKIP_ROUNDOFF", 0.0)
-    full, hfull = helpers.fit_gmm(X, 3, init=start, max_iter=10, tol=0)
-    np.testing.assert_allclose(fast.covariances, full.covariances, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(hf, hfull, rtol=1e-13)
+# --- precision ----------------------------------------------------------------------------
+
+
+def test_float32_close_to_float64(rng):
+    X, _, _ = make_blobs(rng, n_per=(300, 300, 300), d=8, spread=2.0)
+    start = helpers._init_gmm(X, 3, "random", np.random.default_rng(3))
+    g64, h64 = helpers.fit_gmm(X, 3, init=start, max_iter=20, tol=0)
+    g32, h32 = helpers.fit_gmm(X, 3, init=start, max_iter=20, tol=0, dtype=np.float32)
+    np.testing.assert_allclose(h32, h64, rtol=1e-5)
+    np.testing.assert_allclose(g32.means, g64.means, atol=1e-4)
+    assert g32.means.dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float32_input(dtype):
+    rng = np.random.default_rng(5)
+    X = rng.random((200, 5)).astype(np.float32)
+    gmm, history = helpers.fit_gmm(X, 2, max_iter=10, rng=0, dtype=dtype)
+    assert_finite_fit(gmm, history)
+    assert gmm.means.dtype == np.float64
+    mean, cov = helpers.gaussian_mle(X)
+    assert mean.dtype == np.float64
+    np.testing.assert_allclose(cov, np.cov(X.astype(np.float64), rowvar=False), rtol=1e-10)
+
+
+# --- degenerate data: finite parameters or a clear error ------------------------------------
+
+
+def test_all_rows_identical():
+    X = np.tile(np.array([0.2, 0.4, 0.0]), (50, 1))
+    gmm, history = helpers.fit_gmm(X, 1, max_iter=5, rng=0)
+    assert_finite_fit(gmm, history)
+    np.testing.assert_allclose(gmm.means[0], X[0])
+    # Random init: K equal components, all finite.
+    gmm, history = helpers.fit_gmm(X, 3, init="random", max_iter=5, rng=0)
+    assert_finite_fit(gmm, history)
+    # k-means cannot find 3 clusters in 1 distinct point: a clear error.
+    with pytest.raises(ValueError, match="only 1 distinct rows.*n_clusters <= 1"):
+        helpers.fit_gmm(X, 3, init="kmeans", rng=0)
+    mean, cov = helpers.gaussian_mle(X)
+    np.testing.assert_allclose(cov, 0.0, atol=1e-30)  # zero up to the round-off of the mean
+    # cov = 0 clipped at eps: every row sits at the mean of N(mean, eps I)
+    expected = -0.5 * 3 * (np.log(2 * np.pi) + np.log(helpers.DEFAULT_EPS))
+    np.testing.assert_allclose(helpers.gaussian_logpdf(X, mean, cov), expected, rtol=1e-12)
+
+
+def test_fewer_distinct_points_than_k():
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]]), 20, axis=0)
+    with pytest.raises(ValueError, match="only 2 distinct rows"):
+        helpers.fit_gmm(X, 3, init="kmeans", rng=0)
+    gmm, history = helpers.fit_gmm(X, 3, init="random", max_iter=10, rng=0)
+    assert_finite_fit(gmm, history)
+
+
+def test_component_losing_all_responsibility_is_kept_and_warns():
+    # Start one component far from all data: its responsibility underflows to 0.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2)) * 0.1
+    start = helpers.GMM(
+        np.array([0.5, 0.5]),
+        np.array([[0.0, 0.0], [1e3, 1e3]]),
+        np.stack([np.eye(2) * 0.01] * 2),
+    )
+    with pytest.warns(RuntimeWarning, match=r"components \[1\] lost"):
+        gmm, history = helpers.fit_gmm(X, 2, init=start, max_iter=5, tol=0)
+    assert_finite_fit(gmm, history)
+    # 1e3 away at variance 0.01: a log-density of about -1e8, exactly 0 after exp()
+    assert gmm.weights[1] == 0.0 and gmm.weights[0] == 1.0
+    np.testing.assert_allclose(gmm.means[1], [1e3, 1e3])  # kept, not NaN
+    np.testing.assert_allclose(gmm.covariances[1], start.covariances[1], rtol=1e-12)
+    assert np.all(np.diff(history) >= -1e-12)
+
+
+def test_constant_features():
+    rng = np.random.default_rng(1)
+    X = rng.random((300, 6))
+    X[:, [0, 3]] = 0.0
+    gmm, history = helpers.fit_gmm(X, 3, max_iter=20, rng=0)
+    assert_finite_fit(gmm, history)
+    assert np.all(np.diff(history) >= -1e-10 * abs(history).max())
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_extreme_scales(scale):
+    rng = np.random.default_rng(2)
+    X = (rng.normal(size=(400, 4)) + np.repeat(np.eye(4) * 5, 100, axis=0)) * scale
+    eps = 1e-3 * scale**2  # eps relative to the variance: no warning
+    gmm, history = helpers.fit_gmm(X, 4, eps=eps, max_iter=30, rng=0)
+    assert_finite_fit(gmm, history, eps=eps)
+    # The same fit as on unit-scale data, rescaled (EM is scale-equivariant).
+    ref, ref_history = helpers.fit_gmm(X / scale, 4, eps=1e-3, max_iter=30, rng=0)
+    np.testing.assert_allclose(gmm.means / scale, ref.means, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        history - X.shape[1] * np.log(1 / scale), ref_history, rtol=1e-8, atol=1e-6
+    )
+
+
+def test_tiny_scale_with_default_eps_warns_but_is_finite():
+    X = np.random.default_rng(3).random((100, 3)) * 1e-6
+    with pytest.warns(UserWarning, match="exceeds the average variance"):
+        gmm, history = helpers.fit_gmm(X, 2, max_iter=5, rng=0)
+    assert_finite_fit(gmm, history)
+
+
+def test_data_scaled_by_255():
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 256, size=(300, 8)).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gmm, history = helpers.fit_gmm(X, 3, max_iter=10, rng=0)
+    assert_finite_fit(gmm, history)
+
+
+@pytest.mark.parametrize("n, d", [(16, 16), (8, 30)])
+def test_n_equal_and_below_d(n, d):
+    X = np.random.default_rng(7).random((n, d))
+    mean, cov = helpers.gaussian_mle(X)
+    assert np.linalg.matrix_rank(cov) < d  # singular
+    logpdf = helpers.gaussian_logpdf(X, mean, cov)
+    lam, U = np.linalg.eigh(cov)
+    clipped = (U * np.maximum(lam, helpers.DEFAULT_EPS)) @ U.T
+    np.testing.assert_allclose(
+        logpdf, stats.multivariate_normal(mean, clipped).logpdf(X), rtol=1e-9
+    )
+    gmm, history = helpers.fit_gmm(X, 2, max_iter=10, rng=0)
+    assert_finite_fit(gmm, history)
+    X2, comp = helpers.sample_gmm(gmm, 10, rng=0)
+    assert np.isfinite(X2).all()
+
+
+def test_one_sample():
+    X = np.array([[0.5, 0.5]])
+    gmm, history = helpers.fit_gmm(X, 1, max_iter=3)
+    assert_finite_fit(gmm, history)
+    np.testing.assert_allclose(gmm.means[0], X[0])
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        helpers.gaussian_mle(X)
+
+
+def test_determinism_bit_identical():
+    X = np.random.default_rng(9).random((500, 6))
+    runs = [
+        helpers.fit_gmm(X, 4, init=init, max_iter=10, tol=0, rng=42)
+        for init in ("random", "random", "kmeans", "kmeans")
+    ]
+    for a, b in (runs[:2], runs[2:]):
+        assert np.array_equal(a[1], b[1])
+        for x, y in zip(a[0], b[0]):
+            assert np.array_equal(x, y)
+    c1 = helpers.kmeans(X, 4, rng=1)
+    c2 = helpers.kmeans(X, 4, rng=1)
+    assert all(np.array_equal(a, b) for a, b in zip(c1, c2))
+
+
+# --- overflow and extreme inputs ------------------------------------------------------------
+
+
+def test_fit_gmm_overflow_is_a_value_error(rng):
+    X, _, _ = make_blobs(rng, d=3)
+    with pytest.raises(ValueError, match="rescale"):
+        helpers.fit_gmm(X * 1e200, 2, rng=0, max_iter=3)
+
+
+@settings(max_examples=40)
+@given(log_scale=st.floats(-150, 150), offset=st.floats(-1e8, 1e8), seed=st.integers(0, 2**16))
+def test_finite_input_gives_finite_parameters(log_scale, offset, seed):
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(40, 3)) + offset) * 10.0**log_scale  # offset in units of the spread
+    mean, cov = helpers.gaussian_mle(X)
+    assert np.isfinite(mean).all() and np.isfinite(cov).all()
+    centres, labels, history = helpers.kmeans(X, 3, rng=0)
+    assert np.isfinite(centres).all() and np.isfinite(history).all()
+    assert np.all(np.diff(history) <= 1e-9 * history[0])
+    eps = max(1e-3 * 10.0 ** (2 * log_scale), 1e-300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gmm, hist = helpers.fit_gmm(X, 2, eps=eps, rng=0, max_iter=5)
+    assert all(np.isfinite(a).all() for a in gmm) and np.isfinite(hist).all()
+
+
+# --- em_lower_bound: the bound F of EM -------------------------------------------------------
+
+
+def log_joint(X, gmm):
+    """a_ik = log pi_k + log N(x_i | mu_k, Sigma_k), by scipy (no clipping needed here)."""
+    with np.errstate(divide="ignore"):
+        return np.column_stack(
+            [
+                np.log(w) + stats.multivariate_normal(m, c).logpdf(X)
+                for w, m, c in zip(gmm.weights, gmm.means, gmm.covariances)
+            ]
+        )
+
+
+def mean_kl(q, log_post):
+    """(1/n) sum_i KL(q_i || p(z | x_i)), with 0 log 0 = 0, term by term."""
+    total = 0.0
+    for qi, lpi in zip(q, log_post):
+        total += sum(qk * (np.log(qk) - lk) for qk, lk in zip(qi, lpi) if qk > 0)
+    return total / len(q)
+
+
+@pytest.fixture
+def bound_case(rng):
+    """Blobs and a fitted-ish GMM (naive_gmm of the true labels): eigenvalues well above eps."""
+    X, y, _ = make_blobs(rng, n_per=(40, 30, 50), d=3, spread=2.0)
+    return X, helpers.naive_gmm(X, y)
+
+
+def test_em_lower_bound_equals_loglik_at_the_e_step(bound_case):
+    X, gmm = bound_case
+    resp, loglik = helpers.e_step(X, gmm)
+    np.testing.assert_allclose(helpers.em_lower_bound(X, gmm, resp), loglik, rtol=1e-12)
+
+
+def test_em_lower_bound_is_loglik_minus_mean_kl(bound_case, rng):
+    X, gmm = bound_case
+    a = log_joint(X, gmm)
+    log_px = scipy_logsumexp(a, axis=1)
+    loglik = log_px.mean()
+    log_post = a - log_px[:, None]
+    for alpha in (0.05, 1.0, 20.0):
+        q = rng.dirichlet(np.full(3, alpha), size=len(X))
+        F = helpers.em_lower_bound(X, gmm, q)
+        kl = mean_kl(q, log_post)
+        assert kl > 0  # precondition: q is not the posterior
+        np.testing.assert_allclose(F, loglik - kl, rtol=1e-10)
+        assert F < loglik
+        # and the definition, (1/n) sum_i sum_k q_ik (a_ik - log q_ik), term by term
+        direct = np.mean(
+            [
+                sum(qk * (ak - np.log(qk)) for qk, ak in zip(qi, ai) if qk > 0)
+                for qi, ai in zip(q, a)
+            ]
+        )
+        np.testing.assert_allclose(F, direct, rtol=1e-10)
+
+
+def test_em_lower_bound_of_hard_assignments(bound_case, rng):
+    # One-hot q: 0 log 0 = 0 and 1 log 1 = 0, so F is the mean of a_{i, c_i}.
+    X, gmm = bound_case
+    c = rng.integers(0, 3, size=len(X))
+    q = np.eye(3)[c]
+    a = log_joint(X, gmm)
+    np.testing.assert_allclose(
+        helpers.em_lower_bound(X, gmm, q), a[np.arange(len(X)), c].mean(), rtol=1e-10
+    )
+
+
+@SETTINGS
+@given(st.integers(0, 2**32 - 1), st.floats(0.01, 10.0), st.floats(0.0, 0.9), st.integers(1, 4))
+def test_em_lower_bound_never_exceeds_loglik(seed, alpha, p_zero, K):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(12, 2)) * 2.0
+    gmm = helpers.GMM(
+        rng.dirichlet(np.ones(K)),
+        rng.normal(size=(K, 2)),
+        np.stack([np.eye(2) * s for s in rng.uniform(0.3, 3.0, size=K)]),
+    )
+    q = rng.dirichlet(np.full(K, alpha), size=len(X))
+    q[rng.random(q.shape) < p_zero] = 0.0  # some exact zeros (0 log 0 = 0)
+    q[q.sum(axis=1) == 0, 0] = 1.0
+    q /= q.sum(axis=1, keepdims=True)
+    loglik = helpers.gmm_loglik(X, gmm)
+    F = helpers.em_lower_bound(X, gmm, q)
+    assert F <= loglik + 1e-12 * abs(loglik)
+    a = log_joint(X, gmm)
+    log_px = scipy_logsumexp(a, axis=1)
+    np.testing.assert_allclose(F, loglik - mean_kl(q, a - log_px[:, None]), rtol=1e-9, atol=1e-12)
+
+
+def test_m_step_raises_the_bound_for_fixed_q(bound_case, rng):
+    # EM as coordinate ascent on F: the E-step makes F = loglik, the M-step maximises F
+    # over the parameters for fixed q (under eigenvalues >= eps), so both steps raise it.
+    X, gmm = bound_case
+    q = rng.dirichlet(np.ones(3), size=len(X))
+    new = helpers.m_step(X, q, previous=gmm)
+    assert helpers.em_lower_bound(X, new, q) >= helpers.em_lower_bound(X, gmm, q)
+    resp, loglik = helpers.e_step(X, new)
+    F = helpers.em_lower_bound(X, new, q)
+    assert F <= loglik
+    np.testing.assert_allclose(helpers.em_lower_bound(X, new, resp), loglik, rtol=1e-12)
+
+
+def test_em_lower_bound_uses_the_floor_eps(bound_case):
+    # The bound of the model whose covariances are clipped at eps, as gmm_log_prob.
+    X, gmm = bound_case
+    assert np.linalg.eigvalsh(gmm.covariances).min() < 1.0  # precondition: eps=1 clips
+    resp = helpers.gmm_responsibilities(X, gmm, eps=1.0)
+    a = helpers.gmm_log_prob(X, gmm, eps=1.0)
+    safe = np.where(resp > 0, resp, 1.0)  # log 1 = 0 where q = 0: 0 log 0 = 0
+    expected = np.mean(np.sum(resp * (a - np.log(safe)), axis=1))
+    np.testing.assert_allclose(helpers.em_lower_bound(X, gmm, resp, eps=1.0), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        helpers.em_lower_bound(X, gmm, resp, eps=1.0),
+        helpers.gmm_loglik(X, gmm, eps=1.0),
+        rtol=1e-12,
+    )
+
+
+def test_em_lower_bound_minus_inf_on_a_component_of_weight_zero(rng):
+    X = rng.normal(size=(10, 2))
+    gmm = helpers.GMM([1.0, 0.0], np.zeros((2, 2)), np.stack([np.eye(2)] * 2))
+    # no mass on the empty component: finite, and the log-likelihood itself
+    q = np.column_stack([np.ones(10), np.zeros(10)])
+    np.testing.assert_allclose(
+        helpers.em_lower_bound(X, gmm, q), helpers.gmm_loglik(X, gmm), rtol=1e-12
+    )
+    # any mass on it: log pi_k = -inf
+    q[3] = [0.5, 0.5]
+    assert helpers.em_lower_bound(X, gmm, q) == -np.inf

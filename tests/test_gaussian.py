@@ -1,15 +1,23 @@
-"""Gaussian MLE, log-density and sampling against independent references."""
+"""Section 2 of helpers.py: gaussian_mle, clipped_eigh, clipped_covariance, gaussian_logpdf.
+
+Against numpy, scipy and the formulas written out; at extreme scales; a hypothesis
+property over dimensions, floors and scales.  (Bad input is in test_validation.py.)
+"""
 
 import numpy as np
 import pytest
+from conftest import random_spd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 import helpers
 
+# max_examples comes from the profile loaded in conftest.py (200 by default).
+SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow])
 
-def random_spd(rng, d, low=0.2, high=3.0):
-    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
-    return (Q * rng.uniform(low, high, size=d)) @ Q.T
+
+# --- gaussian_mle -------------------------------------------------------------------------
 
 
 def test_mle_matches_numpy(rng):
@@ -26,6 +34,76 @@ def test_mle_two_samples_is_unbiased(rng):
     diff = X[0] - X[1]
     # With n = 2: sum of squared deviations = diff diff^T / 2, divided by n - 1 = 1.
     np.testing.assert_allclose(cov, np.outer(diff, diff) / 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e153, 1e-153])
+def test_gaussian_mle_at_extreme_scales(rng, scale):
+    X = rng.normal(size=(50, 3))
+    mean, cov = helpers.gaussian_mle(X)
+    mean_s, cov_s = helpers.gaussian_mle(X * scale)
+    np.testing.assert_allclose(mean_s / scale, mean, rtol=1e-12, atol=1e-12)
+    assert np.isfinite(cov_s).all()
+    # cov * scale**2 as float64 represents it: ~1e306, ~1e-306, and 0 for 1e-200 (the
+    # variances, ~1e-400, are below the smallest float64 and underflow to 0).
+    np.testing.assert_allclose(cov_s, cov * scale * scale, rtol=1e-12, atol=0)
+
+
+def test_gaussian_mle_that_cannot_be_represented():
+    X = np.array([[1e200, 0.0], [-1e200, 1.0]])
+    with pytest.raises(ValueError, match="rescale X"):
+        helpers.gaussian_mle(X)
+
+
+def test_symmetrize_near_the_largest_float():
+    a = np.full((3, 3), 1.5e308)
+    a[0, 1] = 1.7e308
+    out = helpers._symmetrize(a.copy())
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[0, 1], 1.6e308)
+    np.testing.assert_allclose(out[1, 0], 1.6e308)
+
+
+# --- clipped_eigh and clipped_covariance -----------------------------------------------------
+
+
+def test_clipped_eigh_floor_and_reconstruction(rng):
+    cov = random_spd(rng, 6, low=1e-6, high=1.0)
+    lam, U = helpers.clipped_eigh(cov, eps=0.1)
+    assert lam.min() >= 0.1
+    np.testing.assert_allclose(U.T @ U, np.eye(6), atol=1e-12)
+    raw = np.linalg.eigvalsh(cov)
+    np.testing.assert_allclose(lam, np.maximum(raw, 0.1), rtol=1e-10)
+
+
+def test_clipped_covariance_is_the_clipped_reconstruction(rng):
+    cov = random_spd(rng, 6, low=1e-6, high=1.0)
+    lam, U = np.linalg.eigh(cov)
+    expected = (U * np.maximum(lam, 0.1)) @ U.T
+    clipped = helpers.clipped_covariance(cov, eps=0.1)
+    np.testing.assert_allclose(clipped, expected, rtol=1e-10, atol=1e-14)
+    assert np.array_equal(clipped, clipped.T)
+    np.testing.assert_allclose(np.linalg.eigvalsh(clipped), np.maximum(lam, 0.1), rtol=1e-10)
+
+
+def test_round_off_negative_eigenvalues_are_accepted(rng):
+    # np.cov of n < d samples is singular: its zero eigenvalues come out as round-off of
+    # either sign, and must pass as zeros (clipped at eps).
+    X = rng.normal(size=(5, 12))
+    cov = np.cov(X, rowvar=False)
+    raw = np.linalg.eigvalsh(cov)
+    assert np.abs(raw[:8]).max() <= 1e-12 * raw.max()  # precondition: rank 4, 8 zeros
+    lam, _ = helpers.clipped_eigh(cov, eps=1e-6)
+    np.testing.assert_array_equal(lam[:8], 1e-6)
+    np.testing.assert_allclose(lam[8:], raw[8:], rtol=1e-10)
+    # An eigenvalue below zero by round-off (1e-12 relative) by construction: accepted too.
+    Q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    cov = (Q * np.array([-2e-12, 0.5, 1.0, 2.0])) @ Q.T
+    assert np.linalg.eigvalsh(cov).min() < -1e-12  # precondition: really negative
+    lam, _ = helpers.clipped_eigh(cov, eps=1e-6)
+    np.testing.assert_allclose(lam, [1e-6, 0.5, 1.0, 2.0], rtol=1e-10)
+
+
+# --- gaussian_logpdf ----------------------------------------------------------------------
 
 
 def test_logpdf_matches_scipy_well_conditioned(rng):
@@ -52,9 +130,21 @@ def test_logpdf_singular_matches_clipped_reference(rng):
     np.testing.assert_allclose(ours, ref, rtol=1e-9)
 
 
+def test_gaussian_logpdf_is_the_whitened_formula(rng):
+    d = 6
+    A = rng.normal(size=(d, 3))
+    cov = A @ A.T  # rank 3: three zero eigenvalues
+    mean, X = rng.normal(size=d), rng.normal(size=(40, d))
+    lam, U = np.linalg.eigh(cov)
+    lam = np.maximum(lam, 0.1)
+    z = (X - mean) @ U / np.sqrt(lam)
+    expected = -0.5 * (d * np.log(2 * np.pi) + np.log(lam).sum() + (z**2).sum(1))
+    np.testing.assert_allclose(helpers.gaussian_logpdf(X, mean, cov, eps=0.1), expected, rtol=1e-12)
+
+
 def test_logpdf_uses_symmetric_part(rng):
     # An asymmetry at round-off level is accepted and only the symmetric part is used;
-    # a real asymmetry (1e-3 here) is not a covariance and is rejected (see test_reliability).
+    # a real asymmetry (1e-3 here) is not a covariance and is rejected.
     d = 5
     cov = random_spd(rng, d)
     skew = rng.normal(size=(d, d)) * 1e-12
@@ -62,55 +152,41 @@ def test_logpdf_uses_symmetric_part(rng):
     X = rng.normal(size=(10, d))
     np.testing.assert_allclose(
         helpers.gaussian_logpdf(X, np.zeros(d), cov + skew, eps=1e-12),
-        stats.multivariate_normal(np.zeros(d), cov).logpdf(X), rtol=1e-9)
+        stats.multivariate_normal(np.zeros(d), cov).logpdf(X),
+        rtol=1e-9,
+    )
     with pytest.raises(ValueError, match="not symmetric"):
         helpers.gaussian_logpdf(X, np.zeros(d), cov + skew * 1e9, eps=1e-12)
 
 
-def test_clipped_eigh_floor_and_reconstruction(rng):
-    cov = random_spd(rng, 6, low=1e-6, high=1.0)
-    lam, U = helpers.clipped_eigh(cov, eps=0.1)
-    assert lam.min() >= 0.1
-    np.testing.assert_allclose(U.T @ U, np.eye(6), atol=1e-12)
-    raw = np.linalg.eigvalsh(cov)
-    np.testing.assert_allclose(lam, np.maximum(raw, 0.1), rtol=1e-10)
+def test_logpdf_with_x_and_mean_both_huge():
+    x = np.full((1, 2), 1e200)
+    out = helpers.gaussian_logpdf(x, np.full(2, 1e200), np.eye(2))
+    np.testing.assert_allclose(
+        out, helpers.gaussian_logpdf(np.zeros((1, 2)), np.zeros(2), np.eye(2))
+    )
+    np.testing.assert_allclose(out, [-np.log(2 * np.pi)], rtol=1e-12)  # log N(0 | 0, I_2)
 
 
-def test_sample_gaussian_moments(rng):
-    d = 4
-    cov = random_spd(rng, d)
-    mean = rng.normal(size=d)
-    S = helpers.sample_gaussian(mean, cov, 200_000, rng=rng, eps=1e-9)
-    assert S.shape == (200_000, d)
-    # Standard errors: ~ sqrt(var / n) for the mean, ~ sqrt(2 var^2 / n) for the covariance.
-    np.testing.assert_allclose(S.mean(axis=0), mean, atol=5 * np.sqrt(cov.diagonal().max() / 200_000))
-    np.testing.assert_allclose(np.cov(S, rowvar=False), cov, atol=0.05)
-
-
-def test_sample_gaussian_singular_uses_eps(rng):
-    cov = np.diag([1.0, 0.0])
-    S = helpers.sample_gaussian(np.zeros(2), cov, 100_000, rng=rng, eps=0.04)
-    np.testing.assert_allclose(S.std(axis=0), [1.0, 0.2], rtol=0.02)
-
-
-def test_sample_gaussian_seeded_and_no_global_state():
-    np.random.seed(0)
-    before = np.random.random()
-    np.random.seed(0)
-    a = helpers.sample_gaussian(np.zeros(3), np.eye(3), 5, rng=7)
-    after = np.random.random()
-    b = helpers.sample_gaussian(np.zeros(3), np.eye(3), 5, rng=np.random.default_rng(7))
-    assert before == after  # the global state was not touched
-    assert np.array_equal(a, b)
-
-
-def test_samples_do_not_depend_on_the_eigenbasis(rng):
-    # A covariance with a repeated (clipped) eigenvalue: a rotation inside that
-    # eigenspace changes nothing mathematically, and must not change the samples.
-    d = 6
-    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
-    cov = (Q * np.array([2.0, 1.0, 0.0, 0.0, 0.0, 0.0])) @ Q.T
-    perturbed = cov + 1e-13 * np.eye(d)
-    a = helpers.sample_gaussian(np.zeros(d), cov, 50, rng=1, eps=1e-2)
-    b = helpers.sample_gaussian(np.zeros(d), perturbed, 50, rng=1, eps=1e-2)
-    np.testing.assert_allclose(a, b, atol=1e-9)
+@SETTINGS
+@given(
+    st.integers(1, 6),
+    st.floats(1e-6, 1.0),
+    st.sampled_from([1e-3, 1.0, 1e3]),
+    st.integers(0, 2**32 - 1),
+)
+def test_logpdf_equals_clipped_reference(d, eps_relative, scale, seed):
+    rng = np.random.default_rng(seed)
+    B = rng.normal(size=(d, rng.integers(1, d + 1))) * np.sqrt(scale)
+    cov = B @ B.T  # possibly singular
+    eps = eps_relative * scale  # the floor relative to the data's scale, as a user should choose
+    mean = rng.normal(size=d) * np.sqrt(scale)
+    X = rng.normal(size=(7, d)) * np.sqrt(scale)
+    lam, U = np.linalg.eigh(cov)
+    clipped = np.maximum(lam, eps)
+    ref = stats.multivariate_normal(mean, (U * clipped) @ U.T).logpdf(X)
+    # Both sides lose about cond * machine epsilon to round-off.
+    rtol = max(1e-9, 1e-14 * clipped.max() / clipped.min())
+    np.testing.assert_allclose(
+        helpers.gaussian_logpdf(X, mean, cov, eps=eps), np.atleast_1d(ref), rtol=rtol, atol=1e-9
+    )
