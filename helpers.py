@@ -58,6 +58,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
@@ -206,7 +207,7 @@ def load_mnist(split="train", n_samples=None, size=16, root=".tmp", download=Tru
     return X, labels.copy()
 
 
-_FULL_SIZE = {"train": 60000, "test": 10000}
+_FULL_SIZE = MappingProxyType({"train": 60000, "test": 10000})  # read-only
 
 
 def fallback_notice(X, split="train"):
@@ -1978,12 +1979,14 @@ def _reseed_empty_clusters(X, centres, empty):
 # 10. Data plumbing: staging, IDX checks, cache, fallback
 # =============================================================================
 
-_IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+_IDX_FILES = MappingProxyType(
+    {
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    }
+)
 _ALL_IDX = tuple(name for pair in _IDX_FILES.values() for name in pair)
-_IDX_MAGIC = {"images": 2051, "labels": 2049}  # uint8 data, 3 or 1 dimensions
+_IDX_MAGIC = MappingProxyType({"images": 2051, "labels": 2049})  # uint8 data, 3 or 1 dims
 _CACHE_VERSION = 2
 _FALLBACK_SPLIT = 4000  # offline sample: 4,000 digits for train, the other 1,000 for test
 
