@@ -2,13 +2,26 @@
 
 Run from the repository root:
 
-    python tests/benchmarks/bench_em.py [--iterations 6] [--repeats 3]
+    python tests/benchmarks/bench_em.py [--iterations 6] [--repeats 3] [--compare REV]
 
 It loads MNIST 16 x 16 the way the notebooks do (``.tmp/`` or ``$MNIST_DIR``), fits
 K = 10 full-covariance GMMs from one common start with a fixed number of iterations,
 and prints one table: seconds per iteration, ratios, peak memory, log-likelihoods.
 Timings are noisy on shared machines: compare the ratios, which are measured side
 by side in one run. It is a script that prints figures, not a test.
+
+Two lower bounds are printed beside the fits:
+
+- the E-step bound: the K full-rank products (n x d) @ (d x d) that a textbook E-step
+  does, in each precision;
+- the irreducible products of one iteration, measured on the model after two EM
+  iterations from the k-means start: per component, the E-step product of the data with
+  the unclipped eigenvectors only, (n x d) @ (d x r_k), and the M-step scatter (SYRK) of
+  the rows whose responsibility exceeds 1e-12.  An iteration cannot do less than these.
+
+``--compare REV`` also times the helpers.py of git revision REV (e.g. ``HEAD~1``) from
+the same start, side by side in the same run, and checks that its float64 history equals
+today's.
 """
 
 import argparse
@@ -49,6 +62,51 @@ def blas_bound(X, K, dtype, repeats):
             np.matmul(Xd, W, out=out)   # E-step: whitening, (n x d) @ (d x d)
             Xd.T @ Xd                   # M-step: scatter matrix, SYRK
     return best_time(calls, repeats)[0]
+
+
+def irreducible_bound(X, gmm, eps, dtype, repeats):
+    """Seconds of the products one EM iteration cannot avoid, on the model ``gmm``.
+
+    Per component k: ``X @ G_k`` with ``G_k`` of shape (d, r_k), r_k the eigenvalues of
+    Sigma_k above eps, and the SYRK ``A_k^T A_k`` of the rows of X whose responsibility
+    exceeds 1e-12, in ``dtype``.  Returns (seconds, ranks, rows kept per component).
+    """
+    Xc = np.ascontiguousarray(X - X.mean(axis=0), dtype=dtype)
+    resp = helpers.e_step(X, gmm, eps)[0]
+    rng = np.random.default_rng(2)
+    ranks, kept, Gs, As = [], [], [], []
+    for k, cov in enumerate(gmm.covariances):
+        lam = np.linalg.eigvalsh(cov)
+        r = int(np.sum(lam > eps * (1 + 1e-10)))
+        ranks.append(r)
+        Gs.append(np.ascontiguousarray(rng.normal(size=(X.shape[1], max(r, 1))), dtype=dtype))
+        rows = np.flatnonzero(resp[:, k] > 1e-12)
+        kept.append(rows.size)
+        As.append(np.ascontiguousarray(Xc[rows]))
+
+    def calls():
+        for G, A in zip(Gs, As):
+            Xc @ G  # E-step: the unclipped directions only
+            A.T @ A  # M-step: the rows that count (BLAS SYRK)
+
+    return best_time(calls, repeats)[0], ranks, kept
+
+
+def load_helpers_at(rev):
+    """The helpers.py of git revision ``rev`` as a module (for side-by-side timing)."""
+    import importlib.util
+    import tempfile
+
+    source = subprocess.run(
+        ["git", "show", f"{rev}:helpers.py"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="helpers-at-"))
+    path = folder / "helpers_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("helpers_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def estep_bound(X, K, dtype, repeats):
@@ -167,6 +225,7 @@ def main():
     parser.add_argument("--iterations", type=int, default=6, help="EM iterations per timed fit")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats (the best is kept)")
     parser.add_argument("--components", type=int, default=10)
+    parser.add_argument("--compare", metavar="REV", help="also time helpers.py of this git revision")
     args = parser.parse_args()
     K, n_iter, eps = args.components, args.iterations, helpers.DEFAULT_EPS
 
@@ -201,6 +260,14 @@ def main():
                         "helpers float64", 64, lambda r: r[1][-1])
     g32, h32 = marginal(lambda m: helpers.fit_gmm(X, K, init=start, max_iter=m, tol=0, eps=eps, dtype=np.float32),
                         "helpers float32", 32, lambda r: r[1][-1])
+    before = load_helpers_at(args.compare) if args.compare else None
+    if before is not None:
+        start_b = before.GMM(start.weights, start.means, start.covariances)
+        _, hb64 = marginal(lambda m: before.fit_gmm(X, K, init=start_b, max_iter=m, tol=0, eps=eps),
+                           f"helpers@{args.compare} float64", 64, lambda r: r[1][-1])
+        marginal(lambda m: before.fit_gmm(X, K, init=start_b, max_iter=m, tol=0, eps=eps, dtype=np.float32),
+                 f"helpers@{args.compare} float32", 32, lambda r: r[1][-1])
+        same = np.max(np.abs(hb64 - h64) / np.abs(h64))
 
     def sklearn_fit(m):
         gm = GaussianMixture(K, covariance_type="full", reg_covar=eps, tol=0, max_iter=m,
@@ -225,6 +292,18 @@ def main():
     rows["E-step bound float64 (K GEMMs)"] = (ebound[64], ebound[64], np.nan, 64)
     rows["E-step bound float32 (K GEMMs)"] = (ebound[32], ebound[32], np.nan, 32)
 
+    # The irreducible products of an iteration, and helpers' iteration, both measured on the
+    # model after two EM iterations from the k-means start.
+    after2, _ = helpers.fit_gmm(X, K, init=start, max_iter=2, tol=0, eps=eps)
+    irreducible, per_iter = {}, {}
+    for bits, dtype in ((64, np.float64), (32, np.float32)):
+        irreducible[bits], ranks, kept = irreducible_bound(X, after2, eps, dtype, args.repeats)
+        t1, _ = best_time(lambda: helpers.fit_gmm(X, K, init=after2, max_iter=1, tol=0, eps=eps, dtype=dtype),
+                          args.repeats)
+        tn, _ = best_time(lambda: helpers.fit_gmm(X, K, init=after2, max_iter=3, tol=0, eps=eps, dtype=dtype),
+                          args.repeats)
+        per_iter[bits] = (tn - t1) / 2
+
     print()
     print("s/iter: marginal cost of one iteration, (t(n) - t(1)) / (n - 1); whole/n: the whole fit / n")
     print("x E-bound: ratio to the K full-rank E-step products alone, in the row's own precision")
@@ -234,6 +313,20 @@ def main():
         ll_text = f"{ll:13.4f}" if np.isfinite(ll) else f"{'':13s}"
         print(f"{name:32s} {sec:8.3f} {whole:8.3f} {sec / rows['scikit-learn float64'][0]:10.2f} "
               f"{sec / bound64:10.2f} {sec / bound32:10.2f} {sec / ebound[bits]:10.2f} {ll_text}")
+    print()
+    print(f"after two iterations from the k-means start: unclipped ranks r_k {ranks}, "
+          f"rows with r_ik > 1e-12 per component {kept}")
+    print(f"{'one iteration from there':32s} {'s/iter':>8s} {'irreducible':>12s} {'x irreducible':>14s}")
+    for bits in (64, 32):
+        print(f"{'helpers float' + str(bits):32s} {per_iter[bits]:8.3f} {irreducible[bits]:12.3f} "
+              f"{per_iter[bits] / irreducible[bits]:14.2f}")
+    print(f"float32 speed-up over float64: {per_iter[64] / per_iter[32]:.2f}x per iteration from there, "
+          f"{rows['helpers float64'][0] / rows['helpers float32'][0]:.2f}x from the k-means start")
+    if before is not None:
+        print(f"helpers@{args.compare} against today, float64 history from the same start: "
+              f"max relative difference {same:.1e}; per iteration, today / before: "
+              f"float64 {rows['helpers float64'][0] / rows[f'helpers@{args.compare} float64'][0]:.2f}, "
+              f"float32 {rows['helpers float32'][0] / rows[f'helpers@{args.compare} float32'][0]:.2f}")
     rel = abs(h32[-1] - h64[-1]) / abs(h64[-1])
     print(f"float32 vs float64 final mean log-likelihood: relative difference {rel:.1e}")
     print("history never decreases: float64", bool(np.all(np.diff(h64) >= -1e-9 * abs(h64).max())),
