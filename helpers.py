@@ -328,14 +328,14 @@ def clipped_covariance(cov, eps=DEFAULT_EPS):
     Returns
     -------
     clipped : ndarray of shape (n_features, n_features)
-        Symmetric, eigenvalues ``>= eps`` (up to the round-off of forming the product,
-        below ``eps / 10`` by the check below).
+        Symmetric, eigenvalues ``>= eps`` up to the round-off of forming the product
+        (at most about ``d u max(lam)``, which the check below keeps below ``eps``).
 
     Raises
     ------
     ValueError
-        When ``eps`` is too small to survive forming the matrix: the product errs by
-        about ``d u max(lam)`` (``u`` = 2.2e-16), so ``eps`` must be at least ten times that.
+        When ``eps`` is too small to survive forming the matrix: the product errs by up
+        to about ``d u max(lam)`` (``u`` = 2.2e-16), so ``eps`` must be at least that.
     """
     eigvals, eigvecs = clipped_eigh(cov, eps)
     _check_eps_scale(eps, float(eigvals[-1]), len(eigvals), "cov")
@@ -920,7 +920,7 @@ def _init_gmm(X, K, init, rng, eps=DEFAULT_EPS):
             _check_covariance(cov, f"init.covariances[{k}]", eps)
         return gmm
     if isinstance(init, str) and init == "random":
-        means = X[_distinct_samples(X, K, rng)]  # K distinct random digits
+        means = X[_distinct_samples(X, K, rng, required=False)]  # K distinct random digits
         cov = _data_covariance(X)  # the global covariance
         return GMM(np.full(K, 1.0 / K), means, np.broadcast_to(cov, (K,) + cov.shape))
     if isinstance(init, str) and init == "kmeans":
@@ -977,7 +977,8 @@ def fit_gmm(
     Initialisations:
 
     - ``"random"``: the means are ``n_components`` distinct samples drawn at random
-      (the first step of k-means), every covariance is the covariance of the whole
+      (the first step of k-means; when ``X`` has fewer distinct rows, some means
+      coincide), every covariance is the covariance of the whole
       data set, and the weights are equal.  It uses no clustering at all, yet it
       starts on the data's scale; it is the fair "no information" baseline for the
       k-means start, which begins from the same random samples and adds k-means'
@@ -1035,7 +1036,7 @@ def fit_gmm(
     ------
     ValueError
         For bad input; when ``eps`` is too small for float64 at the scale of ``X``
-        (below ``10 d u`` times its total variance, ``u`` = 2.2e-16: the covariances
+        (below ``d u`` times its total variance, ``u`` = 2.2e-16: the covariances
         could not keep such a floor); when ``X`` has fewer distinct rows than
         ``n_components`` (the random and k-means starts need distinct samples).
 
@@ -1926,18 +1927,21 @@ def _onehot_product(X, labels, K, minus=None):
     return onehot.T @ X.astype(np.float64, copy=False)
 
 
-def _distinct_samples(X, K, rng):
+def _distinct_samples(X, K, rng, required=True):
     """Indices of ``K`` random rows of ``X`` that are pairwise different.
 
     Usually ``rng.choice(n, K, replace=False)`` already gives them; only when two chosen
     rows coincide (duplicated data) are the first ``K`` distinct rows of a random order
-    taken instead.  ValueError when ``X`` has fewer than ``K`` distinct rows.
+    taken instead.  When ``X`` has fewer than ``K`` distinct rows: a ValueError, or with
+    ``required=False`` the ``K`` different indices first drawn (some rows then coincide).
     """
     idx = rng.choice(X.shape[0], size=K, replace=False)
     if len(np.unique(X[idx], axis=0)) == K:
         return idx
     order = rng.permutation(X.shape[0])
     _, first = np.unique(X[order], axis=0, return_index=True)  # first occurrence of each row
+    if first.size < K and not required:
+        return idx
     if first.size < K:
         raise ValueError(
             f"X has only {first.size} distinct rows, fewer than n_clusters={K}; "
@@ -2288,7 +2292,11 @@ def _read_cache(path, split, size, identity):
 
 
 def _write_cache(path, images, labels, split, size, identity):
-    """Write the cache atomically (temporary file, then rename); warn if impossible."""
+    """Write the cache atomically (temporary file, then rename); warn if impossible.
+
+    Whatever stops the writing (a full disk, a KeyboardInterrupt), the temporary file
+    is removed, and the cache under its final name is either the old one or the new one.
+    """
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -2304,17 +2312,19 @@ def _write_cache(path, images, labels, split, size, identity):
                 meta=meta,
             )
         os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
-        if tmp is not None:
-            try:
-                Path(tmp).unlink(missing_ok=True)
-            except OSError:
-                pass
         warnings.warn(
             f"cannot write the cache {path} ({exc}); loading works but will not be "
             "fast next time: pass a writable root",
             stacklevel=4,
         )
+    finally:
+        if tmp is not None:
+            try:
+                Path(tmp).unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def _resize_transform(size):
@@ -2420,9 +2430,10 @@ def _check_eps(eps):
 
 
 #: ``eps`` must be at least this many times ``d u scale`` (``u`` the float64 machine
-#: epsilon, ``scale`` the largest variance): forming ``U diag(lam) U^T`` errs by about
-#: ``d u max(lam)`` in its eigenvalues, so a smaller floor would not survive in the matrix.
-_EPS_MIN_FACTOR = 10.0
+#: epsilon, ``scale`` the total variance, at least the largest eigenvalue): forming
+#: ``U diag(lam) U^T`` errs by up to about ``d u max(lam)`` in its eigenvalues (typically
+#: ``sqrt(d)`` times less), so a smaller floor would not survive in the matrix.
+_EPS_MIN_FACTOR = 1.0
 
 
 def _check_eps_scale(eps, scale, d, name):
@@ -2430,9 +2441,9 @@ def _check_eps_scale(eps, scale, d, name):
     smallest = _EPS_MIN_FACTOR * d * np.finfo(np.float64).eps * scale
     if eps < smallest:
         raise ValueError(
-            f"eps={eps:.3g} is too small for the scale of {name}: with variances up to about "
-            f"{scale:.3g} in {d} dimensions, float64 keeps covariance eigenvalues only down to about "
-            f"{smallest / _EPS_MIN_FACTOR:.2g}; pass eps >= {smallest:.2g}"
+            f"eps={eps:.3g} is too small for the scale of {name}: with a total variance of "
+            f"{scale:.3g} in {d} dimensions, float64 keeps covariance eigenvalues only down to "
+            f"about {smallest:.2g} (d x 2.2e-16 x the variance); pass eps >= {smallest:.2g}"
         )
 
 

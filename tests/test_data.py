@@ -439,3 +439,30 @@ def test_real_test_set():
     np.testing.assert_array_equal(
         np.bincount(y), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     )
+
+
+# ---- appended to tests/test_data.py: half a data set (issue 19, class 6).
+
+
+def _only_train_files(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx_folder(raw)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).unlink()
+    return tmp_path
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("download", [False, True])
+def test_half_a_data_set_gives_the_projects_error(
+    tmp_path, no_mnist_dir, no_download, split, download
+):
+    """torchvision wants all four files for either split; the user learns which are missing,
+    where to put them and about MNIST_DIR, not torchvision's "Dataset not found"."""
+    root = _only_train_files(tmp_path)
+    with pytest.raises(helpers.MNISTFilesMissingError) as info:
+        helpers.load_mnist(split, root=root, download=download)
+    message = str(info.value)
+    assert "t10k-images-idx3-ubyte" in message and "t10k-labels-idx1-ubyte" in message
+    assert "MNIST_DIR" in message and str(root / "MNIST" / "raw") in message
+    assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, ValueError)

@@ -584,3 +584,126 @@ def test_em_lower_bound_minus_inf_on_a_component_of_weight_zero(rng):
     # any mass on it: log pi_k = -inf
     q[3] = [0.5, 0.5]
     assert helpers.em_lower_bound(X, gmm, q) == -np.inf
+
+
+# ---- appended to tests/test_em.py: eps at the edge of float64 (issue 19, class 2) and the
+# float32 guarantee (issue 20).
+
+
+def _centred_scale(X):
+    Xc = X - X.mean(axis=0)
+    return float(np.mean((Xc**2).sum(axis=1)))
+
+
+def test_subnormal_eps_is_rejected_with_the_reason():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    with pytest.raises(ValueError, match="subnormal"):
+        helpers.fit_gmm(X, 2, eps=5e-324, rng=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-6, 1e6])
+def test_smallest_eps_the_fit_can_honour(scale):
+    """Below d u (total variance) eps is refused; just above it, it is honoured."""
+    X = np.random.default_rng(1).normal(size=(120, 4)) * scale
+    smallest = X.shape[1] * np.finfo(np.float64).eps * _centred_scale(X)
+    with pytest.raises(ValueError, match="too small for the scale of X"):
+        helpers.fit_gmm(X, 2, eps=0.9 * smallest, rng=0, max_iter=3)
+    gmm, _ = helpers.fit_gmm(X, 2, eps=1.1 * smallest, rng=0, max_iter=3)
+    assert np.linalg.eigvalsh(gmm.covariances).min() >= 0.9 * (1.1 * smallest)
+
+
+def test_m_step_refuses_an_eps_it_cannot_honour():
+    X = np.random.default_rng(2).normal(size=(50, 3))
+    resp = np.full((50, 2), 0.5)
+    with pytest.raises(ValueError, match="too small"):
+        helpers.m_step(X, resp, eps=1e-20)
+
+
+def test_component_owning_one_sample_is_not_an_error():
+    """Its scatter is zero up to round-off; clipping makes it eps I (issue 19, class 3)."""
+    X = np.random.default_rng(3).normal(size=(30, 4)) * 1e-40 + 1.0
+    resp = np.zeros((30, 2))
+    resp[0, 0] = 1.0
+    resp[1:, 1] = 1.0
+    gmm = helpers.m_step(X, resp, eps=1e-3)
+    np.testing.assert_allclose(gmm.covariances[0], 1e-3 * np.eye(4), rtol=1e-12, atol=1e-18)
+
+
+def _f32_tolerance(X, gmm, eps):
+    """The float32 promise on the mean log-likelihood: mean_i sum_k r_ik 1e-3 (d + m_ik) / 2."""
+    d = X.shape[1]
+    resp = helpers.e_step(X, gmm, eps)[0]
+    maha = np.empty_like(resp)
+    for k in range(gmm.n_components):
+        lam, U = helpers.clipped_eigh(gmm.covariances[k], eps)
+        maha[:, k] = (((X - gmm.means[k]) @ (U / np.sqrt(lam))) ** 2).sum(axis=1)
+    return float(np.mean((resp * 1e-3 * (d + maha) / 2).sum(axis=1)))
+
+
+def test_float32_on_features_of_very_different_scales_warns_and_is_right():
+    """The issue's example: float32 reported +18,167 and jumped; now it falls back and says so."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5)) * np.array([1e3, 1, 1e-3, 1e-3, 1e3])
+    g64, h64 = helpers.fit_gmm(X, 3, init="kmeans", eps=1e-5, rng=0, max_iter=8, tol=0)
+    with pytest.warns(helpers.Float32PrecisionWarning, match="dtype=np.float64"):
+        g32, h32 = helpers.fit_gmm(
+            X, 3, init="kmeans", eps=1e-5, rng=0, max_iter=8, tol=0, dtype=np.float32
+        )
+    assert -9.0 < h64[-1] < -8.0 and np.all(np.diff(h64) >= -1e-9)
+    tol = _f32_tolerance(X, g32, 1e-5)
+    assert abs(h32[-1] - helpers.gmm_loglik(X, g32, eps=1e-5)) <= tol
+    np.testing.assert_allclose(h32, h64, rtol=0, atol=10 * tol)
+
+
+def _adversarial_case(seed):
+    r = np.random.default_rng(seed)
+    n, d = int(r.integers(40, 300)), int(r.integers(2, 10))
+    spread = 3 if seed % 2 else 1  # odd seeds: scales over 6 decades; even: over 2
+    scales = 10.0 ** r.uniform(-spread, spread, d)
+    offsets = r.normal(size=d) * 10.0 ** r.uniform(0, 2 * spread, d)
+    X = r.normal(size=(n, d)) * scales + offsets
+    if r.random() < 0.4:  # duplicated rows
+        X[: n // 4] = X[0]
+    eps = float(X.var(axis=0).mean() * 10.0 ** r.uniform(-8, -2))
+    K = int(r.integers(1, 5))
+    init = "kmeans" if r.random() < 0.5 else "random"
+    return X, K, eps, init
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_float32_never_lies(seed):
+    """Mixed scales, offsets, duplicated rows, eps from 1e-8 to 1e-2 of the variance: a float32
+    history is the true log-likelihood of its models within the stated tolerance, and never
+    falls by more than it, or a Float32PrecisionWarning says that float64 took over."""
+    X, K, eps, init = _adversarial_case(seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g32, h32 = helpers.fit_gmm(
+            X, K, init=init, eps=eps, rng=seed, max_iter=12, tol=0, dtype=np.float32
+        )
+    if any(issubclass(w.category, helpers.Float32PrecisionWarning) for w in caught):
+        return  # float32 said it could not keep its promise, and computed in float64
+    tol = _f32_tolerance(X, g32, eps)
+    assert abs(h32[-1] - helpers.gmm_loglik(X, g32, eps=eps)) <= tol
+    assert np.all(np.diff(h32) >= -2 * tol)
+
+
+def test_some_adversarial_cases_keep_float32():
+    """The fallback is not taken everywhere: well-scaled cases stay in float32 without a warning."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", helpers.Float32PrecisionWarning)
+        g32, h32 = helpers.fit_gmm(X, 3, eps=1e-3, rng=0, max_iter=10, tol=0, dtype=np.float32)
+    g64, h64 = helpers.fit_gmm(X, 3, eps=1e-3, rng=0, max_iter=10, tol=0)
+    np.testing.assert_allclose(h32, h64, rtol=1e-5)
+
+
+@requires_mnist
+def test_float32_on_mnist_needs_no_fallback(mnist_train):
+    X = mnist_train[0][:6000]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", helpers.Float32PrecisionWarning)
+        _, h32 = helpers.fit_gmm(X, 5, rng=0, max_iter=4, tol=0, dtype=np.float32)
+    _, h64 = helpers.fit_gmm(X, 5, rng=0, max_iter=4, tol=0)
+    np.testing.assert_allclose(h32, h64, rtol=1e-5)

@@ -190,3 +190,33 @@ def test_logpdf_equals_clipped_reference(d, eps_relative, scale, seed):
     np.testing.assert_allclose(
         helpers.gaussian_logpdf(X, mean, cov, eps=eps), np.atleast_1d(ref), rtol=rtol, atol=1e-9
     )
+
+
+# ---- appended to tests/test_gaussian.py: round-off is not an error (issue 19, class 3).
+
+
+def test_a_scatter_that_is_zero_up_to_round_off_is_a_covariance():
+    """The scatter of a component that owns one digit: round-off eigenvalues of either sign,
+    tiny against eps, which replaces them all (the old check compared them to the largest,
+    itself round-off, and raised "eigenvalue -4.59e-87, far below zero")."""
+    S = np.diag([-4.59e-87, 1e-90, 0.0, 3e-88])
+    np.testing.assert_allclose(helpers.clipped_covariance(S, 1e-3), 1e-3 * np.eye(4), rtol=1e-14)
+    lam, _ = helpers.clipped_eigh(S, 1e-3)
+    np.testing.assert_array_equal(lam, np.full(4, 1e-3))
+
+
+def test_a_clearly_negative_eigenvalue_is_still_refused():
+    S = np.diag([-1e-6, 1e-3, 1e-3])  # far below zero relative to eps = 1e-3
+    with pytest.raises(ValueError, match="far below zero"):
+        helpers.clipped_covariance(S, 1e-3)
+    with pytest.raises(ValueError, match="far below zero"):
+        helpers.clipped_eigh(np.diag([-1e-3, 1.0]), 1e-12)
+
+
+def test_clipped_covariance_refuses_an_eps_the_matrix_cannot_hold():
+    cov = np.diag([1.0, 0.5, 0.0])
+    smallest = 3 * np.finfo(np.float64).eps * 1.0
+    with pytest.raises(ValueError, match="too small"):
+        helpers.clipped_covariance(cov, 0.5 * smallest)
+    out = helpers.clipped_covariance(cov, 2 * smallest)
+    assert np.linalg.eigvalsh(out).min() >= 0.9 * 2 * smallest

@@ -129,11 +129,6 @@ def test_kmeans_loop_of_steps_reproduces_kmeans(rng):
     np.testing.assert_allclose(centres + X.mean(0), centres_ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 item 1: the _MEMO memo returns stale cluster sums for an array "
-    "made writeable, edited and locked again",
-)
 def test_update_centres_sees_edits_of_a_relocked_array(rng):
     X = rng.normal(size=(100, 3))
     X.flags.writeable = False

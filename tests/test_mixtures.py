@@ -44,18 +44,12 @@ def test_gmm_fields_cannot_be_assigned():
     np.testing.assert_array_equal(gmm.weights, [0.5, 0.5])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 16 item 2: GMM has no __slots__, any attribute can be set"
-)
 def test_gmm_takes_no_new_attributes():
     gmm = two_by_two()
     with pytest.raises(AttributeError):
         gmm.anything = 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 16 item 2: GMM._replace returns writeable, unchecked arrays"
-)
 def test_gmm_replace_is_checked_like_the_constructor():
     gmm = two_by_two()
     try:

@@ -295,12 +295,6 @@ def test_interrupted_cache_write_leaves_nothing_trusted(tmp_path, monkeypatch, p
 
 
 @pytest.mark.usefixtures("no_mnist_dir", "no_download")
-@pytest.mark.xfail(
-    strict=True,
-    reason="_write_cache removes its temporary file on OSError only: a KeyboardInterrupt "
-    "in np.savez leaves root/.mnist-<split>-<size>px.npz.<random>.tmp behind (never read, "
-    "but one more half-written file per interrupt)",
-)
 def test_interrupted_cache_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     write_idx_folder(tmp_path / "MNIST" / "raw", seed=0)
     interrupted_cache_write(tmp_path, monkeypatch)

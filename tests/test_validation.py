@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import make_blobs, write_idx_folder
 
 import helpers
 
@@ -338,15 +339,14 @@ def test_init_gmm_with_a_covariance_that_is_not_one():
     ],
 )
 def test_bad_gmm_weights(weights, match):
-    gmm = helpers.GMM(np.array(weights), np.zeros((2, 3)), np.stack([np.eye(3)] * 2))
+    """A GMM is checked when it is built, so a bad one never reaches a function."""
     with pytest.raises(ValueError, match=match):
-        helpers.gmm_loglik(X_OK, gmm)
+        helpers.GMM(np.array(weights), np.zeros((2, 3)), np.stack([np.eye(3)] * 2))
 
 
 def test_gmm_shape_mismatch():
-    gmm = helpers.GMM(np.array([0.5, 0.5]), np.zeros((2, 3)), np.stack([np.eye(3)] * 3))
     with pytest.raises(ValueError, match="shapes disagree"):
-        helpers.sample_gmm(gmm, 3)
+        helpers.GMM(np.array([0.5, 0.5]), np.zeros((2, 3)), np.stack([np.eye(3)] * 3))
     with pytest.raises(TypeError, match="GMM"):
         helpers.sample_gmm((GMM_OK.weights, GMM_OK.means, GMM_OK.covariances), 3)
 
@@ -367,11 +367,6 @@ def test_not_a_gmm(call):
         call(tuple(GMM_OK))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="m_step(previous=<not a GMM>) ends in AttributeError ('tuple' object has no "
-    "attribute 'means') when a component is empty; previous is not validated",
-)
 def test_m_step_previous_must_be_a_gmm():
     resp = np.column_stack([np.ones(20), np.zeros(20)])  # component 1 empty: previous is read
     with pytest.raises(TypeError, match="GMM"):
@@ -517,3 +512,259 @@ def test_plot_gaussian_ellipses_rejects_bad_input(kwargs, exc, match):
     args = {"means": ELLIPSE_MEANS, "covariances": ELLIPSE_COV, **kwargs}
     with pytest.raises(exc, match=match):
         helpers.plot_gaussian_ellipses(**args)
+
+
+# ---- appended to tests/test_validation.py: torch tensors (issue 19, class 5), every documented
+# Raises/Warns triggered (class 1), degenerate shapes (class 4), an immutable GMM (issue 16).
+
+
+def _tensor(a):
+    torch = pytest.importorskip("torch")
+    return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
+
+
+def _label_tensor(y):
+    torch = pytest.importorskip("torch")
+    return torch.tensor(np.asarray(y))
+
+
+def _data(seed=0):
+    X, y, _ = make_blobs(np.random.default_rng(seed), n_per=(40, 30, 50), d=3)
+    return X, y
+
+
+def _same(a, b):
+    for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        if isinstance(u, helpers.GMM):
+            for p, q in zip(u, v):
+                np.testing.assert_array_equal(p, q)
+        else:
+            np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+TORCH_CALLS = {
+    "gaussian_mle": lambda X, y, T, L: helpers.gaussian_mle(T(X)),
+    "clipped_eigh": lambda X, y, T, L: helpers.clipped_eigh(T(np.cov(X.T))),
+    "clipped_covariance": lambda X, y, T, L: helpers.clipped_covariance(T(np.cov(X.T))),
+    "gaussian_logpdf": lambda X, y, T, L: helpers.gaussian_logpdf(
+        T(X), T(X.mean(0)), T(np.cov(X.T))
+    ),
+    "sample_gaussian": lambda X, y, T, L: helpers.sample_gaussian(
+        T(X.mean(0)), T(np.cov(X.T)), 5, rng=0
+    ),
+    "naive_gmm": lambda X, y, T, L: helpers.naive_gmm(T(X), L(y)),
+    "logsumexp": lambda X, y, T, L: helpers.logsumexp(T(X), axis=1),
+    "assign_clusters": lambda X, y, T, L: helpers.assign_clusters(T(X), T(X[:3])),
+    "update_centres": lambda X, y, T, L: helpers.update_centres(T(X), L(y), 3),
+    "kmeans": lambda X, y, T, L: helpers.kmeans(T(X), 3, rng=0),
+    "fit_gmm": lambda X, y, T, L: helpers.fit_gmm(T(X), 3, rng=0, max_iter=3),
+    "nearest_neighbour_distance": lambda X, y, T, L: helpers.nearest_neighbour_distance(
+        T(X[:5]), T(X)
+    ),
+    "contingency_matrix": lambda X, y, T, L: helpers.contingency_matrix(L(y), L(y)),
+    "adjusted_rand_index": lambda X, y, T, L: helpers.adjusted_rand_index(L(y), y),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_CALLS))
+def test_torch_tensors_are_accepted_as_arrays(name):
+    """One policy: a tensor (requires_grad included) counts as ``t.detach().cpu().numpy()``."""
+    X, y = _data()
+    call = TORCH_CALLS[name]
+    _same(call(X, y, _tensor, _label_tensor), call(X, y, np.asarray, np.asarray))
+
+
+def test_torch_tensors_in_a_gmm_and_its_functions():
+    X, y = _data()
+    gmm = helpers.naive_gmm(X, y)
+    from_tensors = helpers.GMM(_tensor(gmm.weights), _tensor(gmm.means), _tensor(gmm.covariances))
+    _same(from_tensors, gmm)
+    for fn in (helpers.e_step, helpers.gmm_log_prob, helpers.gmm_loglik, helpers.gmm_predict):
+        _same(fn(_tensor(X), gmm), fn(X, gmm))
+    resp = helpers.e_step(X, gmm)[0]
+    _same(helpers.m_step(_tensor(X), _tensor(resp)), helpers.m_step(X, resp))
+    assert helpers.em_lower_bound(_tensor(X), gmm, _tensor(resp)) == helpers.em_lower_bound(
+        X, gmm, resp
+    )
+
+
+def test_load_mnist_split_must_be_a_string():
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        helpers.load_mnist(split=["train"])
+    with pytest.raises(ValueError, match="split must be"):
+        helpers.fallback_notice(np.zeros((3, 4)), split=["train"])
+
+
+def test_gmm_with_zero_features_or_components_is_refused():
+    with pytest.raises(ValueError, match="at least one component and one feature"):
+        helpers.GMM([1.0], np.zeros((1, 0)), np.zeros((1, 0, 0)))
+    with pytest.raises(ValueError, match="at least one component"):
+        helpers.GMM(np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3, 3)))
+
+
+@pytest.mark.parametrize("fn", [helpers.contingency_matrix, helpers.adjusted_rand_index])
+def test_empty_labels_are_refused(fn):
+    with pytest.raises(ValueError, match="empty"):
+        fn([], [])
+
+
+def test_gmm_cannot_be_changed_unchecked():
+    gmm = helpers.GMM([0.5, 0.5], np.zeros((2, 2)), np.stack([np.eye(2)] * 2))
+    with pytest.raises(AttributeError):
+        gmm.anything = 1  # no instance dict
+    with pytest.raises(AttributeError):
+        gmm.weights = np.array([0.2, 0.8])
+    with pytest.raises(ValueError, match="sum to 1"):
+        gmm._replace(weights=np.array([0.9, 0.9]))
+    with pytest.raises(ValueError, match="sum to 1"):
+        helpers.GMM._make([np.array([0.9, 0.9]), gmm.means, gmm.covariances])
+    with pytest.raises(ValueError, match="not symmetric"):
+        gmm._replace(covariances=np.stack([[[1.0, 0.5], [0.0, 1.0]]] * 2))
+    replaced = gmm._replace(weights=[0.25, 0.75])
+    assert replaced.weights.tolist() == [0.25, 0.75] and not replaced.weights.flags.writeable
+    assert not hasattr(gmm, "__dict__")
+    import pickle
+
+    _same(pickle.loads(pickle.dumps(gmm)), gmm)
+
+
+def test_no_module_level_mutable_state():
+    """helpers keeps no caches: besides functions, classes and modules, its module-level names
+    are immutable constants (numbers, strings, tuples, read-only mappings), unchanged by a fit."""
+    import __future__
+
+    import types
+
+    immutable = (int, float, str, tuple, frozenset, bytes, type(None), types.MappingProxyType)
+    constants = {}
+    for name, value in vars(helpers).items():
+        if name.startswith("__") or isinstance(value, (types.FunctionType, types.ModuleType, type)):
+            continue
+        if isinstance(value, __future__._Feature):  # from __future__ import annotations
+            continue
+        assert isinstance(value, immutable), f"helpers.{name} is a mutable {type(value).__name__}"
+        constants[name] = value
+    X, _ = _data()
+    helpers.fit_gmm(X, 3, rng=0, max_iter=2)
+    helpers.kmeans(X, 3, rng=0)
+    assert {k: v for k, v in vars(helpers).items() if k in constants} == constants
+
+
+def test_fit_writes_nothing_onto_its_input_or_start():
+    X, y = _data()
+    X.flags.writeable = True
+    start = helpers.naive_gmm(X, y)
+    copy = X.copy()
+    helpers.fit_gmm(X, 3, init=start, max_iter=3)
+    np.testing.assert_array_equal(X, copy)
+    assert X.flags.writeable
+    assert not hasattr(start, "__dict__")
+
+
+# Every "Raises" and "Warns" entry of every public docstring, with an input that triggers it.
+def _raises_one_distinct():
+    return helpers.kmeans(np.repeat(np.arange(3.0), 10)[:, None], 4, rng=0, max_iter=0)
+
+
+def _load_half(tmp_path_factory=None):
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp())
+    raw = root / "MNIST" / "raw"
+    write_idx_folder(raw)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).unlink()
+    return helpers.load_mnist("test", root=root, download=False)
+
+
+def _collapse():
+    X = (
+        np.r_[np.zeros((30, 2)), np.ones((30, 2))]
+        + np.random.default_rng(0).normal(size=(60, 2)) * 1e-3
+    )
+    start = helpers.GMM(
+        [0.5, 0.49, 0.01], [[0, 0], [1, 1], [50, 50]], np.stack([np.eye(2) * 1e-2] * 3)
+    )
+    return helpers.fit_gmm(X, 3, init=start, eps=1e-6, max_iter=3)
+
+
+DOCUMENTED = {
+    ("load_mnist", "ValueError"): (ValueError, lambda: helpers.load_mnist(size=3)),
+    ("load_mnist", "MNISTFilesMissingError"): (helpers.MNISTFilesMissingError, _load_half),
+    ("clipped_eigh", "ValueError"): (ValueError, lambda: helpers.clipped_eigh(-np.eye(2))),
+    ("clipped_eigh", "TypeError"): (TypeError, lambda: helpers.clipped_eigh(np.eye(2), eps="1e-3")),
+    ("clipped_covariance", "ValueError"): (
+        ValueError,
+        lambda: helpers.clipped_covariance(np.eye(2), 1e-20),
+    ),
+    ("e_step", "ValueError"): (
+        ValueError,
+        lambda: helpers.e_step(
+            np.array([[1e300, 0.0]]), helpers.GMM([1.0], [[0.0, 0.0]], [np.eye(2)])
+        ),
+    ),
+    ("update_centres", "ValueError"): (
+        ValueError,
+        lambda: helpers.update_centres(np.zeros((5, 2)), np.zeros(5, dtype=int), 2),
+    ),
+    ("kmeans", "ValueError"): (ValueError, _raises_one_distinct),
+    ("m_step", "ValueError"): (
+        ValueError,
+        lambda: helpers.m_step(np.zeros((4, 2)), np.c_[np.ones(4), np.zeros(4)]),
+    ),
+    ("fit_gmm", "ValueError"): (
+        ValueError,
+        lambda: helpers.fit_gmm(np.zeros((3, 2)) + [[0, 0], [1, 1], [2, 2]], 2, eps=5e-324),
+    ),
+    ("fit_gmm", "RuntimeWarning"): (RuntimeWarning, _collapse),
+    ("fit_gmm", "UserWarning"): (
+        UserWarning,
+        lambda: helpers.fit_gmm(np.random.default_rng(0).normal(size=(50, 2)) * 1e-3, 2, rng=0),
+    ),
+    ("fit_gmm", "Float32PrecisionWarning"): (
+        helpers.Float32PrecisionWarning,
+        lambda: helpers.fit_gmm(
+            np.random.default_rng(0).normal(size=(200, 5)) * [1e3, 1, 1e-3, 1e-3, 1e3],
+            3,
+            eps=1e-5,
+            rng=0,
+            max_iter=2,
+            dtype=np.float32,
+        ),
+    ),
+}
+
+
+def _documented_entries():
+    import inspect
+    import re
+
+    found = set()
+    for name in helpers.__all__:
+        obj = getattr(helpers, name)
+        doc = inspect.getdoc(obj) or ""
+        for section in ("Raises", "Warns"):
+            m = re.search(section + r"\n-+\n(.*?)(?:\n\n[A-Z][A-Za-z ]+\n-+\n|\Z)", doc, re.S)
+            if m:
+                found |= {
+                    (name, line.strip())
+                    for line in m.group(1).splitlines()
+                    if line and not line[0].isspace()
+                }
+    return found
+
+
+def test_every_documented_raise_has_a_trigger():
+    assert _documented_entries() == set(DOCUMENTED)
+
+
+@pytest.mark.parametrize("key", sorted(DOCUMENTED), ids=lambda k: f"{k[0]}-{k[1]}")
+def test_documented_raise_is_triggered(key):
+    exc, trigger = DOCUMENTED[key]
+    if issubclass(exc, Warning):
+        with pytest.warns(exc):
+            trigger()
+    else:
+        with pytest.raises(exc):
+            trigger()

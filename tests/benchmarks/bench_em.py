@@ -59,8 +59,9 @@ def blas_bound(X, K, dtype, repeats):
 
     def calls():
         for _ in range(K):
-            np.matmul(Xd, W, out=out)   # E-step: whitening, (n x d) @ (d x d)
-            Xd.T @ Xd                   # M-step: scatter matrix, SYRK
+            np.matmul(Xd, W, out=out)  # E-step: whitening, (n x d) @ (d x d)
+            Xd.T @ Xd  # M-step: scatter matrix, SYRK
+
     return best_time(calls, repeats)[0]
 
 
@@ -122,6 +123,7 @@ def estep_bound(X, K, dtype, repeats):
     def calls():
         for _ in range(K):
             np.matmul(Xd, W, out=out)
+
     return best_time(calls, repeats)[0]
 
 
@@ -158,12 +160,17 @@ def sklearn_torch_fit(X, start, precisions, n_iter, repeats, eps):
     except ImportError:
         return None
     import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "start.npz"
         np.savez(path, X=X, weights=start.weights, means=start.means, precisions=precisions)
         env = dict(os.environ, SCIPY_ARRAY_API="1")
-        out = subprocess.run([sys.executable, "-c", SKLEARN_TORCH, str(path), str(n_iter), str(repeats), str(eps)],
-                             capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", SKLEARN_TORCH, str(path), str(n_iter), str(repeats), str(eps)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
     if out.returncode != 0:
         print("scikit-learn on torch failed:", out.stderr.strip().splitlines()[-1:])
         return None
@@ -182,7 +189,9 @@ def plain_numpy_em(X, start, n_iter, eps):
             lam, U = np.linalg.eigh(cov[k])
             lam = np.maximum(lam, eps)
             z = (X - mu[k]) @ (U / np.sqrt(lam))
-            log_p[:, k] = np.log(w[k]) - 0.5 * (d * np.log(2 * np.pi) + np.log(lam).sum() + (z ** 2).sum(1))
+            log_p[:, k] = np.log(w[k]) - 0.5 * (
+                d * np.log(2 * np.pi) + np.log(lam).sum() + (z**2).sum(1)
+            )
         m = log_p.max(1, keepdims=True)
         log_norm = m[:, 0] + np.log(np.exp(log_p - m).sum(1))
         resp = np.exp(log_p - log_norm[:, None])
@@ -210,7 +219,7 @@ def status(key):
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
 
-X, _ = helpers.load_mnist(root={str(ROOT / '.tmp')!r})
+X, _ = helpers.load_mnist(root={str(ROOT / ".tmp")!r})
 before = status("VmRSS")
 for dtype in (np.float64, np.float32):
     helpers.fit_gmm(X, 10, init="random", max_iter={n_iter}, tol=0, rng=0, dtype=dtype)
@@ -225,7 +234,9 @@ def main():
     parser.add_argument("--iterations", type=int, default=6, help="EM iterations per timed fit")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats (the best is kept)")
     parser.add_argument("--components", type=int, default=10)
-    parser.add_argument("--compare", metavar="REV", help="also time helpers.py of this git revision")
+    parser.add_argument(
+        "--compare", metavar="REV", help="also time helpers.py of this git revision"
+    )
     args = parser.parse_args()
     K, n_iter, eps = args.components, args.iterations, helpers.DEFAULT_EPS
 
@@ -237,13 +248,17 @@ def main():
     n, d = X.shape
     blas = [(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()]
     print(f"MNIST {n} x {d}, K = {K}, {n_iter} EM iterations per fit, best of {args.repeats}")
-    print(f"numpy {np.__version__}, BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+    print(
+        f"numpy {np.__version__}, BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}"
+    )
 
     # One common start: the k-means start of the notebooks (covariances clipped at eps,
     # so that scikit-learn accepts their inverses).
     start0, _ = helpers.fit_gmm(X, K, init="kmeans", max_iter=0, rng=0)
     start = helpers.GMM(start0.weights, start0.means, start0.covariances)
-    precisions = np.stack([(U / lam) @ U.T for lam, U in (helpers.clipped_eigh(c, eps) for c in start.covariances)])
+    precisions = np.stack(
+        [(U / lam) @ U.T for lam, U in (helpers.clipped_eigh(c, eps) for c in start.covariances)]
+    )
 
     # Seconds per iteration: the marginal cost, (t(n_iter) - t(1)) / (n_iter - 1), which
     # leaves out what a fit does once (checks, start, centring, the final E-step); the
@@ -256,37 +271,71 @@ def main():
         rows[name] = ((tn - t1) / (n_iter - 1), tn / n_iter, score(result), bits)
         return result
 
-    g64, h64 = marginal(lambda m: helpers.fit_gmm(X, K, init=start, max_iter=m, tol=0, eps=eps),
-                        "helpers float64", 64, lambda r: r[1][-1])
-    g32, h32 = marginal(lambda m: helpers.fit_gmm(X, K, init=start, max_iter=m, tol=0, eps=eps, dtype=np.float32),
-                        "helpers float32", 32, lambda r: r[1][-1])
+    g64, h64 = marginal(
+        lambda m: helpers.fit_gmm(X, K, init=start, max_iter=m, tol=0, eps=eps),
+        "helpers float64",
+        64,
+        lambda r: r[1][-1],
+    )
+    g32, h32 = marginal(
+        lambda m: helpers.fit_gmm(X, K, init=start, max_iter=m, tol=0, eps=eps, dtype=np.float32),
+        "helpers float32",
+        32,
+        lambda r: r[1][-1],
+    )
     before = load_helpers_at(args.compare) if args.compare else None
     if before is not None:
         start_b = before.GMM(start.weights, start.means, start.covariances)
-        _, hb64 = marginal(lambda m: before.fit_gmm(X, K, init=start_b, max_iter=m, tol=0, eps=eps),
-                           f"helpers@{args.compare} float64", 64, lambda r: r[1][-1])
-        marginal(lambda m: before.fit_gmm(X, K, init=start_b, max_iter=m, tol=0, eps=eps, dtype=np.float32),
-                 f"helpers@{args.compare} float32", 32, lambda r: r[1][-1])
+        _, hb64 = marginal(
+            lambda m: before.fit_gmm(X, K, init=start_b, max_iter=m, tol=0, eps=eps),
+            f"helpers@{args.compare} float64",
+            64,
+            lambda r: r[1][-1],
+        )
+        marginal(
+            lambda m: before.fit_gmm(
+                X, K, init=start_b, max_iter=m, tol=0, eps=eps, dtype=np.float32
+            ),
+            f"helpers@{args.compare} float32",
+            32,
+            lambda r: r[1][-1],
+        )
         same = np.max(np.abs(hb64 - h64) / np.abs(h64))
 
     def sklearn_fit(m):
-        gm = GaussianMixture(K, covariance_type="full", reg_covar=eps, tol=0, max_iter=m,
-                             init_params="random_from_data", weights_init=start.weights,
-                             means_init=start.means, precisions_init=precisions)
+        gm = GaussianMixture(
+            K,
+            covariance_type="full",
+            reg_covar=eps,
+            tol=0,
+            max_iter=m,
+            init_params="random_from_data",
+            weights_init=start.weights,
+            means_init=start.means,
+            precisions_init=precisions,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return gm.fit(X)
+
     marginal(sklearn_fit, "scikit-learn float64", 64, lambda gm: gm.score(X))
     torch_1 = sklearn_torch_fit(X, start, precisions, 1, args.repeats, eps)
     torch_n = sklearn_torch_fit(X, start, precisions, n_iter, args.repeats, eps)
     if torch_1 is not None and torch_n is not None:
-        rows["scikit-learn torch float32"] = ((torch_n[0] - torch_1[0]) / (n_iter - 1), torch_n[0] / n_iter,
-                                              torch_n[1], 32)
+        rows["scikit-learn torch float32"] = (
+            (torch_n[0] - torch_1[0]) / (n_iter - 1),
+            torch_n[0] / n_iter,
+            torch_n[1],
+            32,
+        )
     t_plain, ll_plain = best_time(lambda: plain_numpy_em(X, start, n_iter, eps), 1)
     rows["plain numpy EM float64"] = (t_plain / n_iter, t_plain / n_iter, ll_plain, 64)
     bound64 = blas_bound(X, K, np.float64, args.repeats)
     bound32 = blas_bound(X, K, np.float32, args.repeats)
-    ebound = {64: estep_bound(X, K, np.float64, args.repeats), 32: estep_bound(X, K, np.float32, args.repeats)}
+    ebound = {
+        64: estep_bound(X, K, np.float64, args.repeats),
+        32: estep_bound(X, K, np.float32, args.repeats),
+    }
     rows["BLAS bound float64 (2K calls)"] = (bound64, bound64, np.nan, 64)
     rows["BLAS bound float32 (2K calls)"] = (bound32, bound32, np.nan, 32)
     rows["E-step bound float64 (K GEMMs)"] = (ebound[64], ebound[64], np.nan, 64)
@@ -298,59 +347,97 @@ def main():
     irreducible, per_iter = {}, {}
     for bits, dtype in ((64, np.float64), (32, np.float32)):
         irreducible[bits], ranks, kept = irreducible_bound(X, after2, eps, dtype, args.repeats)
-        t1, _ = best_time(lambda: helpers.fit_gmm(X, K, init=after2, max_iter=1, tol=0, eps=eps, dtype=dtype),
-                          args.repeats)
-        tn, _ = best_time(lambda: helpers.fit_gmm(X, K, init=after2, max_iter=3, tol=0, eps=eps, dtype=dtype),
-                          args.repeats)
+        t1, _ = best_time(
+            lambda dtype=dtype: helpers.fit_gmm(
+                X, K, init=after2, max_iter=1, tol=0, eps=eps, dtype=dtype
+            ),
+            args.repeats,
+        )
+        tn, _ = best_time(
+            lambda dtype=dtype: helpers.fit_gmm(
+                X, K, init=after2, max_iter=3, tol=0, eps=eps, dtype=dtype
+            ),
+            args.repeats,
+        )
         per_iter[bits] = (tn - t1) / 2
 
     print()
-    print("s/iter: marginal cost of one iteration, (t(n) - t(1)) / (n - 1); whole/n: the whole fit / n")
+    print(
+        "s/iter: marginal cost of one iteration, (t(n) - t(1)) / (n - 1); whole/n: the whole fit / n"
+    )
     print("x E-bound: ratio to the K full-rank E-step products alone, in the row's own precision")
-    print(f"{'EM, one iteration':32s} {'s/iter':>8s} {'whole/n':>8s} {'x sklearn':>10s} {'x bound64':>10s} "
-          f"{'x bound32':>10s} {'x E-bound':>10s} {'final loglik':>13s}")
+    print(
+        f"{'EM, one iteration':32s} {'s/iter':>8s} {'whole/n':>8s} {'x sklearn':>10s} {'x bound64':>10s} "
+        f"{'x bound32':>10s} {'x E-bound':>10s} {'final loglik':>13s}"
+    )
     for name, (sec, whole, ll, bits) in rows.items():
         ll_text = f"{ll:13.4f}" if np.isfinite(ll) else f"{'':13s}"
-        print(f"{name:32s} {sec:8.3f} {whole:8.3f} {sec / rows['scikit-learn float64'][0]:10.2f} "
-              f"{sec / bound64:10.2f} {sec / bound32:10.2f} {sec / ebound[bits]:10.2f} {ll_text}")
+        print(
+            f"{name:32s} {sec:8.3f} {whole:8.3f} {sec / rows['scikit-learn float64'][0]:10.2f} "
+            f"{sec / bound64:10.2f} {sec / bound32:10.2f} {sec / ebound[bits]:10.2f} {ll_text}"
+        )
     print()
-    print(f"after two iterations from the k-means start: unclipped ranks r_k {ranks}, "
-          f"rows with r_ik > 1e-12 per component {kept}")
-    print(f"{'one iteration from there':32s} {'s/iter':>8s} {'irreducible':>12s} {'x irreducible':>14s}")
+    print(
+        f"after two iterations from the k-means start: unclipped ranks r_k {ranks}, "
+        f"rows with r_ik > 1e-12 per component {kept}"
+    )
+    print(
+        f"{'one iteration from there':32s} {'s/iter':>8s} {'irreducible':>12s} {'x irreducible':>14s}"
+    )
     for bits in (64, 32):
-        print(f"{'helpers float' + str(bits):32s} {per_iter[bits]:8.3f} {irreducible[bits]:12.3f} "
-              f"{per_iter[bits] / irreducible[bits]:14.2f}")
-    print(f"float32 speed-up over float64: {per_iter[64] / per_iter[32]:.2f}x per iteration from there, "
-          f"{rows['helpers float64'][0] / rows['helpers float32'][0]:.2f}x from the k-means start")
+        print(
+            f"{'helpers float' + str(bits):32s} {per_iter[bits]:8.3f} {irreducible[bits]:12.3f} "
+            f"{per_iter[bits] / irreducible[bits]:14.2f}"
+        )
+    print(
+        f"float32 speed-up over float64: {per_iter[64] / per_iter[32]:.2f}x per iteration from there, "
+        f"{rows['helpers float64'][0] / rows['helpers float32'][0]:.2f}x from the k-means start"
+    )
     if before is not None:
-        print(f"helpers@{args.compare} against today, float64 history from the same start: "
-              f"max relative difference {same:.1e}; per iteration, today / before: "
-              f"float64 {rows['helpers float64'][0] / rows[f'helpers@{args.compare} float64'][0]:.2f}, "
-              f"float32 {rows['helpers float32'][0] / rows[f'helpers@{args.compare} float32'][0]:.2f}")
+        print(
+            f"helpers@{args.compare} against today, float64 history from the same start: "
+            f"max relative difference {same:.1e}; per iteration, today / before: "
+            f"float64 {rows['helpers float64'][0] / rows[f'helpers@{args.compare} float64'][0]:.2f}, "
+            f"float32 {rows['helpers float32'][0] / rows[f'helpers@{args.compare} float32'][0]:.2f}"
+        )
     rel = abs(h32[-1] - h64[-1]) / abs(h64[-1])
     print(f"float32 vs float64 final mean log-likelihood: relative difference {rel:.1e}")
-    print("history never decreases: float64", bool(np.all(np.diff(h64) >= -1e-9 * abs(h64).max())),
-          " float32", bool(np.all(np.diff(h32) >= -1e-6 * abs(h32).max())))
-    print("(scikit-learn regularises with reg_covar = eps added to the diagonal, helpers clips the\n"
-          " eigenvalues at eps: the same cost, slightly different models, hence other log-likelihoods.)")
+    print(
+        "history never decreases: float64",
+        bool(np.all(np.diff(h64) >= -1e-9 * abs(h64).max())),
+        " float32",
+        bool(np.all(np.diff(h32) >= -1e-6 * abs(h32).max())),
+    )
+    print(
+        "(scikit-learn regularises with reg_covar = eps added to the diagonal, helpers clips the\n"
+        " eigenvalues at eps: the same cost, slightly different models, hence other log-likelihoods.)"
+    )
 
     # k-means from the same starting centres
     seed = 0
     init_centres = X[np.random.default_rng(seed).choice(n, size=K, replace=False)]
-    t_km, (centres, labels, history) = best_time(lambda: helpers.kmeans(X, K, rng=seed), args.repeats)
+    t_km, (centres, labels, history) = best_time(
+        lambda: helpers.kmeans(X, K, rng=seed), args.repeats
+    )
     km = KMeans(K, init=init_centres, n_init=1, algorithm="lloyd", tol=0, max_iter=300)
     t_sk_km, km = best_time(lambda: km.fit(X), args.repeats)
     ours_per, sk_per = t_km / (len(history) - 1), t_sk_km / km.n_iter_
     print()
-    print(f"{'k-means (lloyd), one iteration':32s} {'s/iter':>8s} {'x sklearn':>10s} {'iterations':>11s}")
-    print(f"{'helpers.kmeans':32s} {ours_per:8.4f} {ours_per / sk_per:10.2f} {len(history) - 1:11d}")
+    print(
+        f"{'k-means (lloyd), one iteration':32s} {'s/iter':>8s} {'x sklearn':>10s} {'iterations':>11s}"
+    )
+    print(
+        f"{'helpers.kmeans':32s} {ours_per:8.4f} {ours_per / sk_per:10.2f} {len(history) - 1:11d}"
+    )
     print(f"{'scikit-learn KMeans lloyd':32s} {sk_per:8.4f} {1.0:10.2f} {km.n_iter_:11d}")
     print("same labels as scikit-learn:", bool(np.array_equal(labels, km.labels_)))
 
     mem = peak_memory_of_fit(3)
     print()
-    print(f"peak memory of a process fitting K = {K} on the full data (float64 then float32): "
-          f"{mem['peak_mb']:.0f} MB (before the fits, with the data loaded: {mem['before_mb']:.0f} MB)")
+    print(
+        f"peak memory of a process fitting K = {K} on the full data (float64 then float32): "
+        f"{mem['peak_mb']:.0f} MB (before the fits, with the data loaded: {mem['before_mb']:.0f} MB)"
+    )
 
 
 if __name__ == "__main__":
