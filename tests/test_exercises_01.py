@@ -105,8 +105,8 @@ def test_exercise_1_right_answers(run, printed, digits, flatten, with_snippet):
 @pytest.mark.parametrize(
     "flatten, hint",
     [
-        (lambda images: images.reshape(len(images), -1, order="F"), "column by column"),
-        (lambda images: images.transpose(0, 2, 1).reshape(len(images), -1), "column by column"),
+        (lambda images: images.reshape(len(images), -1, order="F"), "the first column"),
+        (lambda images: images.transpose(0, 2, 1).reshape(len(images), -1), "the first column"),
         (lambda images: images.reshape(len(images), -1).T, "is transposed"),
         (lambda images: images.reshape(len(images), -1)[:, ::-1], "rows differ"),
         (lambda images: images[:, ::2].reshape(len(images), -1), "expected (5000, 256)"),
@@ -117,6 +117,18 @@ def test_exercise_1_wrong_answers(run, printed, flatten, hint):
     check, _, _ = run(1)
     out = printed(check, flatten)
     assert "correct" not in out and hint in out, out
+
+
+def test_exercise_1_raising_function_is_reported(run, printed):
+    check, _, _ = run(1)
+    out = printed(check, lambda images: images.reshape(-1, 255))
+    assert out.startswith("Exercise 1: flatten raised ValueError"), out
+
+
+def test_exercise_1_check_does_not_show_the_answer(sources):
+    """The check detects column order without writing out a reshape of the images."""
+    check_code = sources[1].split("def check_exercise_1", 1)[1]
+    assert ".reshape(" not in check_code and ".transpose(" not in check_code
 
 
 # ----------------------------------------------------------------------------- exercise 2

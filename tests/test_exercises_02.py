@@ -19,6 +19,7 @@ import pytest
 from conftest import ROOT, requires_mnist
 from scipy.linalg import solve_triangular
 from scipy.spatial.distance import cdist
+from scipy.stats import wasserstein_distance
 
 import helpers
 
@@ -157,6 +158,34 @@ def test_exercise_1_rejects_the_wrong_sign(run, printed):
     check, _ = run(1)
     out = printed(check, lambda X, mean, cov, eps=EPS: -log_density_parts(X, mean, cov, eps))
     assert "the sign is wrong" in out, out
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda X, mean, cov, eps=EPS: log_density_parts(X, mean, cov, EPS),  # eps not passed on
+        lambda X, mean, cov, eps=EPS: log_density_parts(X, mean, cov, 1e-3),  # a fixed floor
+        lambda X, mean, cov, eps=EPS: log_density_slogdet(X, mean, cov),  # the default only
+    ],
+    ids=["EPS", "1e-3", "default"],
+)
+def test_exercise_1_rejects_a_function_that_ignores_eps(run, printed, answer):
+    check, _ = run(1)
+    out = printed(check, answer)
+    assert "correct" not in out and "eps is not used: clip at the eps argument" in out, out
+
+
+def test_exercise_1_reports_a_raising_function(run, printed):
+    check, _ = run(1)
+    out = printed(check, lambda X, mean, cov, eps=EPS: np.linalg.inv(cov))
+    assert out.startswith("Exercise 1: your function raised LinAlgError"), out
+
+
+def test_exercise_1_reports_a_function_without_eps(run, printed):
+    """Right at the default, but eps cannot be passed: reported, not raised."""
+    check, _ = run(1)
+    out = printed(check, lambda X, mean, cov: log_density_parts(X, mean, cov))
+    assert "correct" not in out and "with eps=0.01 your function raised TypeError" in out, out
 
 
 # ----------------------------------------------------------------------------- exercise 2
@@ -328,6 +357,20 @@ def nearest_neighbour_distance(samples, reference):
     return helpers.nearest_neighbour_distance(samples, reference).mean()
 
 
+def marginal_difference(samples, reference):
+    """Trivial: compares each pixel's mean and spread, ignores every correlation between pixels."""
+    return np.linalg.norm(samples.mean(0) - reference.mean(0)) + np.linalg.norm(
+        samples.std(0) - reference.std(0)
+    )
+
+
+def per_pixel_wasserstein(samples, reference):
+    """Trivial too: the distance between the value distributions of each pixel, summed."""
+    return sum(
+        wasserstein_distance(samples[:, j], reference[:, j]) for j in range(samples.shape[1])
+    )
+
+
 @pytest.mark.parametrize(
     "answer, hint",
     [
@@ -335,9 +378,19 @@ def nearest_neighbour_distance(samples, reference):
         (total_variance_difference, "(4) it scores digits with shuffled pixels"),
         (nearest_neighbour_distance, "(3) copies of the reference digits"),
         (lambda samples, reference: 1.0, "(1) it does not rank"),
+        # it meets requirements (1) to (4): only (5) catches it
+        (marginal_difference, "Exercise 5: (5) it scores digits whose pixels were shuffled"),
+        (per_pixel_wasserstein, "(5) it scores digits whose pixels were shuffled across"),
     ],
+    ids=["dark share", "total variance", "NN distance", "constant", "marginals", "wasserstein"],
 )
 def test_exercise_5_rejects_trivial_measures_with_their_hint(run, printed, answer, hint):
     check, _ = run(5)
     out = printed(check, answer)
     assert "Exercise 5: correct" not in out and hint in out, out
+
+
+def test_exercise_5_reports_a_raising_function(run, printed):
+    check, _ = run(5)
+    out = printed(check, lambda samples, reference: samples @ reference)
+    assert out.startswith("Exercise 5: your function raised ValueError"), out
