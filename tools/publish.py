@@ -47,6 +47,39 @@ def locations(repo_url, branch):
     )
 
 
+RAW_RE = re.compile(r"^https://raw\.githubusercontent\.com/([\w.-]+)/([\w.-]+)/(.+)/helpers\.py$")
+
+
+def published_repository(notebooks):
+    """(https://github.com/OWNER/REPO, branch) recorded by this tool in the folder `notebooks`.
+
+    Read back from the `HELPERS_URL` line of every notebook's setup cell; None while the
+    series is unpublished (an empty URL), published elsewhere than GitHub (a file:// URL), or
+    when the notebooks disagree. The course website (docs/conf.py) takes its Colab launch
+    buttons from here.
+    """
+    found = set()
+    for path in sorted(Path(notebooks).glob("*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            match = cell["cell_type"] == "code" and SETUP_RE.search("".join(cell["source"]))
+            if match:
+                try:
+                    found.add(json.loads(match.group(0).split("=", 1)[1].strip()))
+                except ValueError:
+                    return None
+                break
+        else:
+            return None
+    if len(found) != 1:
+        return None
+    match = RAW_RE.match(found.pop())
+    if not match:
+        return None
+    owner, repo, branch = match.groups()
+    return f"https://github.com/{owner}/{repo}", branch
+
+
 def badge(link):
     return f"[![Open In Colab]({BADGE_IMAGE})]({link})"
 
