@@ -760,7 +760,7 @@ def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
     """The practical's k-means (Lloyd's algorithm), from ``n_clusters`` random samples.
 
     1. choose ``n_clusters`` distinct samples at random as centres;
-    2-3. ``assign_clusters``: each sample to its nearest centre;
+    2. and 3. ``assign_clusters``: each sample to its nearest centre;
     4. ``update_centres``: each centre to the mean of its cluster;
     5. repeat 2-4 until no sample changes cluster (or ``max_iter`` updates, or
        the objective improves by less than ``tol`` relative).
