@@ -13,7 +13,7 @@ import importlib.util
 import pytest
 
 MISSING = ("No module named 'torch'", "No module named 'torchvision'")
-TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchvision")
+TORCH = all(importlib.util.find_spec(name) is not None for name in ("torch", "torchvision"))
 
 
 @pytest.hookimpl(hookwrapper=True)
