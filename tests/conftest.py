@@ -5,7 +5,9 @@ from one another.
 """
 
 import gzip
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -190,3 +192,20 @@ def no_download(monkeypatch):
             raise RuntimeError("Error downloading: no network in this test")
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", refuse)
+
+
+def exercise_starters(notebook):
+    """{exercise number: source} of the code cells tagged ``exercise`` in ``notebook``.
+
+    Shared by the tests of the exercises' self-checks (tests/test_exercises_0N.py).
+    """
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    sources = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code" or "exercise" not in cell["metadata"].get("tags", []):
+            continue
+        text = "".join(cell["source"])
+        number = int(re.search(r"def check_exercise_(\d+)\(", text).group(1))
+        assert number not in sources, f"two starter cells for exercise {number}"
+        sources[number] = text
+    return sources

@@ -8,13 +8,11 @@ stub, "correct" for a right answer written differently from the solution cell, a
 that hint.
 """
 
-import json
-import re
 import types
 
 import numpy as np
 import pytest
-from conftest import ROOT, requires_mnist
+from conftest import ROOT, exercise_starters, requires_mnist
 
 import helpers
 
@@ -25,16 +23,7 @@ pytestmark = requires_mnist
 
 def starter_sources():
     """{exercise number: source} of the code cells tagged ``exercise``."""
-    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
-    sources = {}
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code" or "exercise" not in cell["metadata"].get("tags", []):
-            continue
-        text = "".join(cell["source"])
-        number = int(re.search(r"def check_exercise_(\d+)\(", text).group(1))
-        assert number not in sources, f"two starter cells for exercise {number}"
-        sources[number] = text
-    return sources
+    return exercise_starters(NOTEBOOK)
 
 
 @pytest.fixture(scope="module")

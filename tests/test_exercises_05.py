@@ -11,8 +11,6 @@ exp(a) / sum exp(a) without letting a floating-point warning through.
 
 import contextlib
 import io
-import json
-import re
 import warnings
 
 import matplotlib
@@ -22,7 +20,7 @@ matplotlib.use("Agg")  # Exercise 5 draws a figure
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from conftest import ROOT, requires_mnist
+from conftest import ROOT, exercise_starters, requires_mnist
 
 import helpers
 
@@ -34,16 +32,7 @@ pytestmark = requires_mnist
 
 def starter_sources():
     """{exercise number: source} of the code cells tagged ``exercise``."""
-    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
-    sources = {}
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code" or "exercise" not in cell["metadata"].get("tags", []):
-            continue
-        text = "".join(cell["source"])
-        number = int(re.search(r"def check_exercise_(\d+)\(", text).group(1))
-        assert number not in sources, f"two starter cells for exercise {number}"
-        sources[number] = text
-    return sources
+    return exercise_starters(NOTEBOOK)
 
 
 @pytest.fixture(scope="module")
