@@ -896,15 +896,19 @@ def _m_step(X, resp, eps, previous, radius):
     n, K = resp.shape
     nk = resp.sum(axis=0)  # N_k = sum_i r_ik
     weights = nk / n  # pi_k = N_k / n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        means = (resp.T.astype(X.dtype) @ X) / nk[:, None]  # mu_k = (1/N_k) sum_i r_ik x_i
-    means = means.astype(np.float64)
-    eighs = []
+    # Points near the new means, about which the scatter is summed (round-off only, see
+    # _weighted_scatter): the previous means, or without them the new means themselves.
+    if previous is not None:
+        centres = previous.means
+    else:
+        centres = (resp.T.astype(X.dtype) @ X).astype(np.float64) / nk[:, None]
+    means, eighs = np.empty((K, X.shape[1])), []
     for k in range(K):
         if nk[k] < _MIN_MASS:  # no data left: keep the old component
             means[k], S_k = previous.means[k], previous.covariances[k]
-        else:  # S_k = (1/N_k) sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T
-            S_k = _weighted_scatter(X, resp[:, k], means[k], eps, radius) / nk[k]
+        else:  # mu_k = (1/N_k) sum_i r_ik x_i,  S_k = (1/N_k) sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T
+            means[k], scatter = _weighted_scatter(X, resp[:, k], centres[k], eps, radius)
+            S_k = scatter / nk[k]
         eighs.append(_clipped_eigh(S_k, eps))  # S_k = U D U^T, D clipped at eps
     covariances = [_symmetrize((U * lam) @ U.T) for lam, U in eighs]  # Sigma_k = U max(D, eps) U^T
     return GMM(weights, means, covariances), eighs
@@ -1009,7 +1013,7 @@ def fit_gmm(
         Used by the "random" and "kmeans" initialisations.
     dtype : numpy.float64 or numpy.float32
         Precision of the large products (whitening in the E-step, scatter
-        matrices in the M-step).  float32 is about twice as fast;
+        matrices in the M-step).  float32 is 1.7 to 1.9 times as fast on MNIST;
         eigendecompositions, responsibilities and the log-likelihood stay float64.
         **The float32 guarantee:** every log-density of every E-step is within
         ``1e-3 * (d + m) / 2`` nats of its float64 value, ``m`` its Mahalanobis term
@@ -1628,17 +1632,24 @@ def plot_gaussian_ellipses(
 # quantity as a one-line numpy expression; tests/test_kernels.py checks each one
 # against it.
 
-#: Unit round-off of float64: the M-step leaves out rows whose share of a scatter
-#: matrix is below it (see ``_weighted_scatter``).
-_SKIP_ROUNDOFF = np.finfo(np.float64).eps / 2
+#: The M-step leaves out rows whose share of a scatter matrix is below this times the
+#: unit round-off of the working precision, relative to eps (see ``_weighted_scatter``).
+_SKIP_RTOL = 1.0
 
-#: Rows per block in the scatter and distance loops: a block of X (4096 x 256
-#: float64: 8 MiB) stays in the last-level cache.
+#: Rows per block in the distance loops: a block of X (4096 x 256 float64: 8 MiB)
+#: stays in the last-level cache.
 _BLOCK = 4096
 
-#: Rows per block in the E-step: a block of X (1024 x 256 float32: 1 MiB) stays in
-#: cache while all the components' products are taken from it.
-_ESTEP_BLOCK = 1024
+#: Rows per block in the M-step's scatter: gathered, centred and scaled, then one SYRK
+#: (2048 x 257 float64: 4 MiB, in the last-level cache; shorter blocks make SYRK slower).
+_SCATTER_BLOCK = 2048
+
+#: Rows per block in the E-step, at most: a block of rows and its product with every
+#: component (512 x 1,064 numbers on MNIST, 2 MiB in float32) stay in cache while they
+#: are squared and summed.  With many components the block is shorter, so that the
+#: product holds at most ``_ESTEP_CELLS`` numbers.
+_ESTEP_BLOCK = 512
+_ESTEP_CELLS = 2**20
 
 #: Eigenvalues within this relative distance of the smallest count as "at the
 #: floor" (clipped) in ``_log_gaussians``.
@@ -1649,8 +1660,8 @@ _FLOOR_RTOL = 1e-10
 #: round-off bound (``_maha_roundoff``) of at most ``_F32_RTOL * (d + m_ik)`` (``d`` is its
 #: mean under the model), so each log-density is within ``_F32_RTOL * (d + m_ik) / 2``
 #: nats of its float64 value; a component for which float32 cannot promise that is
-#: computed in float64, with a ``Float32PrecisionWarning``.  On MNIST the bound is about
-#: 3e-4 relative and the measured error about 20 times smaller, so nothing falls back.
+#: computed in float64, with a ``Float32PrecisionWarning``.  On MNIST the bound is at most
+#: 2.7e-4 relative and the measured error at most a quarter of it, so nothing falls back.
 _F32_RTOL = 1e-3
 
 #: The M-step's float32 scatter matrices must err by less than this fraction of eps
@@ -1691,12 +1702,17 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
         ||v U diag(lam)^{-1/2}||^2 = ||v||^2 / f - ||v G||^2,   G = U_r diag(sqrt(1/f - 1/lam_r))
 
     where ``r`` are the directions above the floor: one product with ``r`` columns
-    instead of ``d``.  ``||v||^2 = ||x||^2 - 2 x.mu + ||mu||^2`` costs one small product
-    for all components (kept in float64).  Per component, ``(x - mu) G = x G - mu G``
-    needs no copy of ``X - mu``; rows go block by block so that the product is
-    squared and summed while still in cache, and each block serves every component
-    before the next is read.  With float32 ``X`` the large product
-    runs in float32; everything else is float64.
+    instead of ``d``.  ``||v||^2 = ||x||^2 - 2 x.mu + ||mu||^2``.  All of it comes from
+    one product per block of rows, for all components at once::
+
+        [x_i, 1] @ W,   W = [[G_1 ... G_K   mu_1 ... mu_K],
+                             [-mu_1 G_1 ... -mu_K G_K   0 ]]
+
+    whose columns hold ``(x_i - mu_k) G_k`` (the last row of ``W`` subtracts ``mu_k G_k``
+    inside the product) and then ``x_i . mu_k``.  One wide product is faster than K
+    narrow ones, and a block of rows (512) and its product stay in cache while they
+    are squared and summed.  With float32 ``X`` the product runs in float32; the rest
+    is float64.
 
     Parameters
     ----------
@@ -1713,51 +1729,49 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
     out : ndarray of shape (n_samples, n_components), float64
     """
     n, d = X.shape
-    out = np.empty((n, len(eighs)))
-    single = X.dtype != np.float64
-    # Per component: the product matrix G (d x m), the shift mu G, and how the squared
-    # norm of (x - mu) G enters the Mahalanobis term (sign, base).
-    plans, sq_dist = [], (_squared_distances(X, means, row_sq_norms) if single else None)
-    for k, (lam, U) in enumerate(eighs):
+    K = len(eighs)
+    means = np.asarray(means, dtype=np.float64)
+    # Per component: G_k, and whether it is the reduced form (||v||^2 / f - ||v G||^2)
+    # or the full whitening (||v G||^2, G = U diag(lam)^{-1/2}).
+    Gs, reduced = [], []
+    for lam, U in eighs:
         floor = lam[0]
         n_floor = int(np.searchsorted(lam, floor * (1 + _FLOOR_RTOL), side="right"))
-        if n_floor >= max(2, d // 16):  # enough clipped directions to pay off
-            if sq_dist is None:
-                sq_dist = _squared_distances(X, means, row_sq_norms)  # ||x_i - mu_k||^2, float64
-            G = U[:, n_floor:] * np.sqrt(1.0 / floor - 1.0 / lam[n_floor:])
-            sign, base = -1.0, sq_dist[:, k] / floor
+        reduced.append(n_floor >= max(2, d // 16))  # enough clipped directions to pay off
+        if reduced[-1]:
+            Gs.append(U[:, n_floor:] * np.sqrt(1.0 / floor - 1.0 / lam[n_floor:]))
         else:
-            G = U / np.sqrt(lam)
-            sign, base = 1.0, 0.0
-        plans.append(
-            (np.ascontiguousarray(G, dtype=X.dtype), (means[k] @ G).astype(X.dtype), sign, base)
-        )
-    # Rows in blocks small enough that a block of X and its products stay in cache
-    # while every component uses it.
-    block = min(_ESTEP_BLOCK, n)
-    buf = np.empty(block * d, dtype=X.dtype)
+            Gs.append(U / np.sqrt(lam))
+    edges = np.cumsum([0] + [G.shape[1] for G in Gs])  # columns of G_k: edges[k]:edges[k + 1]
+    W = np.zeros((d + 1, edges[-1] + K))
+    for k, G in enumerate(Gs):
+        W[:d, edges[k] : edges[k + 1]] = G
+        W[d, edges[k] : edges[k + 1]] = -(means[k] @ G)
+    W[:d, edges[-1] :] = means.T
+    W = _negligible_to_zero(W, X.dtype)
+    sq_proj = np.empty((n, K))  # ||(x_i - mu_k) G_k||^2
+    cross = np.empty((n, K))  # x_i . mu_k
+    block = min(n, _ESTEP_BLOCK, max(1, _ESTEP_CELLS // W.shape[1]))
+    rows_one = np.ones((block, d + 1), dtype=X.dtype)  # [x_i, 1]
+    Y = np.empty((block, W.shape[1]), dtype=X.dtype)
     for start in range(0, n, block):
-        stop = min(start + block, n)
-        rows = X[start:stop]
-        for k, (G, shift, _, _) in enumerate(plans):
-            Y = np.matmul(
-                rows, G, out=buf[: (stop - start) * G.shape[1]].reshape(stop - start, G.shape[1])
-            )
-            Y -= shift
-            out[start:stop, k] = np.einsum("ij,ij->i", Y, Y)
+        m = min(block, n - start)
+        rows_one[:m, :d] = X[start : start + m]
+        np.matmul(rows_one[:m], W, out=Y[:m])
+        for k in range(K):
+            Z = Y[:m, edges[k] : edges[k + 1]]
+            sq_proj[start : start + m, k] = np.einsum("ij,ij->i", Z, Z)
+        cross[start : start + m] = Y[:m, edges[-1] :]
+    # ||x_i - mu_k||^2 = ||x_i||^2 - 2 x_i . mu_k + ||mu_k||^2 (negative round-off: 0)
+    sq_dist = np.maximum(row_sq_norms[:, None] - 2 * cross + np.einsum("ij,ij->i", means, means), 0)
+    floors = np.array([lam[0] for lam, _ in eighs])
+    maha = np.where(reduced, sq_dist / floors - sq_proj, sq_proj)  # the Mahalanobis terms
     imprecise = []
-    for k, (lam, _) in enumerate(eighs):
-        _, _, sign, base = plans[k]
-        column = out[:, k]
-        column *= sign
-        column += base  # column = Mahalanobis term
-        if single and np.any(
-            _maha_roundoff(row_sq_norms, sq_dist[:, k], means[k], lam[0], d)
-            > _F32_RTOL * (d + np.abs(column))
-        ):
-            imprecise.append(k)
-        column *= -0.5
-        column -= 0.5 * (d * np.log(2 * np.pi) + np.sum(np.log(lam)))
+    if X.dtype != np.float64:
+        bound = _maha_roundoff(row_sq_norms[:, None], sq_dist, means, floors, d)
+        imprecise = np.flatnonzero((bound > _F32_RTOL * (d + np.abs(maha))).any(axis=0)).tolist()
+    log_dets = np.array([np.sum(np.log(lam)) for lam, _ in eighs])
+    out = -0.5 * (d * np.log(2 * np.pi) + log_dets + maha)
     if imprecise:  # float32 cannot hold them: redo in float64
         _warn_float32(f"log-densities of components {imprecise}")
         out[:, imprecise] = _log_gaussians(
@@ -1766,24 +1780,44 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
     return out
 
 
+def _negligible_to_zero(W, dtype):
+    """``W`` rounded to ``dtype``, with the entries below ``u / d`` of their column's largest set to zero::
+
+        out == np.where(np.abs(Wd) < u / d * np.abs(Wd).max(0), 0, Wd),   Wd = W.astype(dtype), d = W.shape[0]
+
+    (``u`` the unit round-off of ``dtype``).  They change a product ``x . w`` by at most
+    ``u ||x|| ||w|| / sqrt(d)``, below the round-off of the product itself, and without
+    them no product is subnormal: MNIST's never-inked border pixels give eigenvector
+    entries of 1e-40 and below, and x86 processors compute with subnormal numbers
+    (float32: below 1.2e-38) up to a hundred times more slowly.
+    """
+    out = np.asarray(W).astype(dtype)
+    u = np.finfo(dtype).eps / 2
+    out[np.abs(out) < u / out.shape[0] * np.abs(out).max(axis=0)] = 0
+    return out
+
+
 def _maha_roundoff(row_sq_norms, sq_dist, mean, floor, d):
     """Round-off bound of a float32 Mahalanobis term, per row (see ``_F32_RTOL``)::
 
-        2 sqrt(d) u ||x_i - mu|| (||x_i|| + ||mu||) / lambda_min,   u = 2**-24
+        2 sqrt(d) u (||x_i - mu|| + ||mu||) (||x_i|| + ||mu||) / lambda_min,   u = 2**-24
 
-    A product ``x . g`` in float32 errs by about ``sqrt(d) u ||x|| ||g||``; the term is a
-    sum of such squared products whose columns ``g`` have norms up to ``1 / sqrt(lambda_min)``
-    (twice the product error, times the size of the product).  The low-rank form
-    subtracts two terms of size ``||x - mu||^2 / lambda_min``, which is where float32
-    loses digits; the bound covers both forms.
+    A product ``x . g`` in float32 errs by about ``sqrt(d) u ||x|| ||g||``.  The term is
+    a sum of squared products ``(x - mu) . g`` whose columns ``g`` have norms up to
+    ``1 / sqrt(lambda_min)``: twice the product error, ``sqrt(d) u (||x|| + ||mu||) /
+    sqrt(lambda_min)``, times the size of the product, ``||x - mu|| / sqrt(lambda_min)``.
+    The reduced form adds ``||x - mu||^2 / lambda_min`` with ``x . mu`` from the same
+    float32 product (error ``2 sqrt(d) u ||x|| ||mu|| / lambda_min``), and subtracts two
+    terms of that size, which is where float32 loses digits; the bound covers both forms.
     """
     u = np.finfo(np.float32).eps / 2
+    mean_norm = np.linalg.norm(mean, axis=-1)  # one mean (d,) or one per column (K, d)
     return (
         2
         * np.sqrt(d)
         * u
-        * np.sqrt(sq_dist)
-        * (np.sqrt(row_sq_norms) + np.linalg.norm(mean))
+        * (np.sqrt(sq_dist) + mean_norm)
+        * (np.sqrt(row_sq_norms) + mean_norm)
         / floor
     )
 
@@ -1798,61 +1832,99 @@ def _warn_float32(what):
     )
 
 
-def _weighted_scatter(X, r, mean, eps=0.0, radius=None):
-    """Weighted scatter matrix, shape (n_features, n_features), float64::
+def _weighted_scatter(X, r, centre, eps=0.0, radius=None, recentred=False):
+    """Weighted mean and scatter matrix of the rows that count, float64::
 
-        S == (r[rows, None] * (X[rows] - mean)).T @ (X[rows] - mean),  rows = r >= tol / (n * (radius + ||mean||)^2)
+        mean == r[rows] @ X[rows] / r[rows].sum()
+        S    == (r[rows, None] * (X[rows] - mean)).T @ (X[rows] - mean),   rows = r >= min(tol / (4 n radius^2), r.max())
 
-    with ``tol = u * eps * r.sum()`` (``u`` the float64 unit round-off).  With ``eps=0``
-    every row counts.  Otherwise the rows left out have ``r_i ||x_i - mean||^2 < tol / n``
-    each (``radius >= max_i ||x_i||``), so together they change ``S`` by less than ``tol``
-    in norm: ``S / N_k`` (``N_k = r.sum()``) is exact to round-off relative to ``eps``,
-    the smallest eigenvalue the M-step keeps.  In 256 dimensions most
-    responsibilities are 1e-30 or smaller, so this removes most of the M-step's
+    with ``tol = _SKIP_RTOL * u * eps * r.sum()``, ``u`` the unit round-off of ``X``'s
+    precision.  With ``eps=0`` every row counts.  Otherwise each row left out has
+    ``r_i ||x_i - mean||^2 < r_i (2 radius)^2 < tol / n`` (``radius >= max_i ||x_i||``
+    bounds ``||mean||`` too, the mean being a weighted average of rows), so together
+    they change ``S`` by less than ``tol`` in norm, and the mean by less than
+    ``u eps / (2 radius)``: ``S / N_k`` (``N_k = r.sum()``) is exact to round-off
+    relative to ``eps``, the smallest eigenvalue the M-step keeps.  In 256 dimensions
+    most responsibilities are 1e-30 or smaller, so this removes most of the M-step's
     arithmetic (each sample counts for about two components).
 
-    Rows go block by block into a buffer, scaled by ``sqrt(r_i)``, so that each
-    block is one BLAS SYRK ``A^T A``; with float32 ``X`` in float32.
+    How it saves time: one pass over the rows gives both.  Rows go block by block into
+    a buffer as ``a_i = sqrt(r_i) [x_i - c, 1]`` (``c = centre``, any point near the
+    mean), so that one BLAS SYRK per block accumulates::
+
+        A^T A = [[sum_i r_i (x_i - c)(x_i - c)^T,  s],      s = sum_i r_i (x_i - c)
+                 [s^T,                             N']]     N' = sum_i r_i
+
+    and then ``mean = c + s / N'`` and ``S = sum_i r_i (x_i - c)(x_i - c)^T - s s^T / N'``.
+    That is exact for every ``c``; its round-off, about ``u trace(A^T A) = u (trace(S) +
+    N' ||mean - c||^2)``, is that of the plain formula (rows centred at the mean first)
+    when ``c`` is near the mean: the M-step passes the previous mean, and where ``c`` is
+    so far that it more than doubles the round-off, the rows are summed again about the
+    mean just found (``recentred``).  With float32 ``X`` the products are float32; where
+    their round-off is not small against ``eps`` they are taken in float64.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features), float32 or float64
     r : ndarray of shape (n_samples,)
-        Non-negative weights (one column of ``resp``).
-    mean : ndarray of shape (n_features,)
+        Non-negative weights (one column of ``resp``), not all zero.
+    centre : ndarray of shape (n_features,)
+        A point near the weighted mean (changes the round-off only).
     eps : float
         The eigenvalue floor of the covariance ``S / N_k`` (0: keep every row).
     radius : float, optional
         An upper bound of ``max_i ||x_i||``; needed when ``eps > 0``.
+    recentred : bool
+        True when ``centre`` is already the mean (no second pass).
 
     Returns
     -------
+    mean : ndarray of shape (n_features,)
     S : ndarray of shape (n_features, n_features)
     """
     n, d = X.shape
-    tol = _SKIP_ROUNDOFF * eps * float(r.sum())
-    if tol > 0:
-        bound = n * (radius + np.linalg.norm(mean)) ** 2
-        rows = np.flatnonzero(r >= tol / bound) if bound > 0 else np.arange(n)
+    u = np.finfo(X.dtype).eps / 2
+    tol = _SKIP_RTOL * u * eps * float(r.sum())
+    if tol > 0 and radius > 0:  # (the row of largest r is always kept: the mean needs one)
+        rows = np.flatnonzero(r >= min(tol / (4 * n * radius**2), r.max()))
     else:
         rows = np.arange(n)
-    mean_x = mean.astype(X.dtype)
-    block = min(_BLOCK, max(rows.size, 1))
-    buf = np.empty((block, d), dtype=X.dtype)
-    S = np.zeros((d, d))
+    # The centre as the products see it: any point will do, so its entries that are
+    # negligible against the rows (below u radius) are 0, which keeps x - c free of
+    # subnormal numbers (see _negligible_to_zero).
+    c_x = np.asarray(centre).astype(X.dtype)
+    c_x[np.abs(c_x) < u * (radius or 0.0)] = 0
+    c = c_x.astype(np.float64)
+    block = min(_SCATTER_BLOCK, max(rows.size, 1))
+    gathered = np.empty((block, d), dtype=X.dtype)
+    A = np.empty((block, d + 1), dtype=X.dtype)  # rows sqrt(r_i) [x_i - c, 1]
+    M = np.zeros((d + 1, d + 1))
     for start in range(0, rows.size, block):
         idx = rows[start : start + block]
-        A = np.take(X, idx, axis=0, out=buf[: idx.size], mode="clip")  # (valid indices)
-        A -= mean_x
-        A *= np.sqrt(r[idx]).astype(X.dtype)[:, None]
-        S += A.T @ A  # numpy calls BLAS syrk for A.T @ A
-    # float32 rounds each entry of S by about u trace(S): where that is not small against
-    # eps (the smallest eigenvalue kept), the scatter is taken again in float64.
-    u = np.finfo(X.dtype).eps / 2
-    if X.dtype != np.float64 and u * np.trace(S) > _F32_SCATTER_RTOL * eps * float(r.sum()):
+        m = idx.size
+        np.take(X, idx, axis=0, out=gathered[:m], mode="clip")  # (valid indices)
+        np.subtract(gathered[:m], c_x, out=A[:m, :d])
+        A[:m, d] = 1
+        A[:m] *= np.sqrt(r[idx]).astype(X.dtype)[:, None]
+        M += A[:m].T @ A[:m]  # numpy calls BLAS syrk for A.T @ A
+    s, n_rows = M[:d, d], M[d, d]
+    mean = c + s / n_rows
+    S = M[:d, :d] - np.outer(s, s) / n_rows
+    # The round-off of S is about u trace(A^T A) = u (trace(S) + N' ||mean - c||^2); float32
+    # must err by less than eps / 100 (the smallest eigenvalue kept).  With c so far from
+    # the mean that it doubles the round-off, or breaks float32's promise, sum again about
+    # the mean just found; if float32 still cannot keep it, sum in float64.
+    shifted_trace = np.trace(M[:d, :d])
+    single = X.dtype != np.float64
+    allowance = _F32_SCATTER_RTOL * eps * float(r.sum())
+    if not recentred and (
+        shifted_trace > 2 * np.trace(S) or (single and u * shifted_trace > allowance)
+    ):
+        return _weighted_scatter(X, r, mean, eps, radius, recentred=True)
+    if single and u * shifted_trace > allowance:
         _warn_float32("scatter matrices")
-        return _weighted_scatter(X[rows].astype(np.float64), r[rows], mean, eps, radius)
-    return S
+        return _weighted_scatter(X[rows].astype(np.float64), r[rows], mean, eps, radius, True)
+    return mean, S
 
 
 def _squared_distances(X, C, row_sq_norms=None):

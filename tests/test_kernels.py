@@ -52,6 +52,22 @@ def test_log_gaussians_float64(rng, n_low):
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_gaussians_mixed_components_and_short_blocks(rng, monkeypatch, dtype):
+    # reduced and full components side by side in one product; blocks that do not divide n
+    # (and, with few cells allowed, blocks of a few rows) give the same log-densities
+    X = rng.normal(size=(1037, 32))
+    means = rng.normal(scale=0.5, size=(4, 32))
+    eighs = [clipped_eighs(rng, 1, 32, 1e-2, n_low)[0] for n_low in (0, 20, 3, 12)]
+    expected = log_gaussians_reference(X, means, eighs)
+    rtol = 1e-11 if dtype == np.float64 else 1e-4
+    Xd = X.astype(dtype)
+    for cells in (helpers._ESTEP_CELLS, 700):
+        monkeypatch.setattr(helpers, "_ESTEP_CELLS", cells)
+        got = helpers._log_gaussians(Xd, means, eighs, helpers._row_sq_norms(Xd))
+        np.testing.assert_allclose(got, expected, rtol=rtol)
+
+
 def test_log_gaussians_float32(rng):
     X = rng.normal(size=(3000, 32))
     means = rng.normal(scale=0.5, size=(2, 32))
@@ -64,47 +80,80 @@ def test_log_gaussians_float32(rng):
 
 
 def test_log_gaussians_uses_fewer_columns_when_clipped(rng, monkeypatch):
-    # The reduced path multiplies by d - n_floor columns only.
+    # The reduced path multiplies by d - n_floor columns only (plus one per component for
+    # x . mu_k), in one product [x, 1] @ W per block of rows for all components.
     X = rng.normal(size=(100, 32))
-    eighs = clipped_eighs(rng, 1, 32, 1e-3, 20)
-    widths = []
+    eighs = clipped_eighs(rng, 1, 32, 1e-3, 20) + clipped_eighs(rng, 1, 32, 1e-3, 0)
+    shapes = []
     real_matmul = np.matmul
 
     def spy(a, b, *args, **kwargs):
-        widths.append(b.shape[1])
+        shapes.append(b.shape)
         return real_matmul(a, b, *args, **kwargs)
 
     monkeypatch.setattr(helpers.np, "matmul", spy)
-    helpers._log_gaussians(X, np.zeros((1, 32)), eighs, helpers._row_sq_norms(X))
-    assert widths and max(widths) == 12
+    helpers._log_gaussians(X, np.zeros((2, 32)), eighs, helpers._row_sq_norms(X))
+    assert shapes == [(33, 12 + 32 + 2)]  # 12 unclipped + 32 (no clipping) + x . mu_k
 
 
-def test_weighted_scatter_all_rows(rng):
-    X = rng.normal(size=(3000, 6))
+def weighted_mean_scatter_reference(X, r):
+    """The one-line meaning: the weighted mean, and the scatter about it."""
+    mean = r @ X / r.sum()
+    return mean, (r[:, None] * (X - mean)).T @ (X - mean)
+
+
+@pytest.mark.parametrize("centre_scale", [0.0, 1.0, 30.0])
+def test_weighted_scatter_all_rows(rng, centre_scale):
+    # exact for every centre c (it changes the round-off only)
+    X = rng.normal(size=(3000, 6)) + 2.0
     r = rng.random(3000)
-    mean = rng.normal(size=6)
-    expected = (r[:, None] * (X - mean)).T @ (X - mean)
-    np.testing.assert_allclose(helpers._weighted_scatter(X, r, mean), expected, rtol=1e-12)
-    np.testing.assert_allclose(helpers._weighted_scatter(X, r, mean, eps=0.0), expected, rtol=1e-12)
-    np.testing.assert_allclose(
-        helpers._weighted_scatter(X.astype(np.float32), r, mean), expected, rtol=1e-5
-    )
+    mean, expected = weighted_mean_scatter_reference(X, r)
+    centre = mean + centre_scale * rng.normal(size=6)
+    for eps in (0.0, 1e-3):
+        got_mean, got = helpers._weighted_scatter(
+            X, r, centre, eps, helpers._data_radius(helpers._row_sq_norms(X))
+        )
+        np.testing.assert_allclose(got_mean, mean, rtol=1e-12)
+        np.testing.assert_allclose(got, expected, rtol=1e-11)
+    got_mean, got = helpers._weighted_scatter(X.astype(np.float32), r, centre, 1e-3, 1e3)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-5)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
-@pytest.mark.parametrize("eps", [1e10, 1e13])
-def test_weighted_scatter_skips_exactly_the_promised_rows(rng, eps):
+@pytest.mark.parametrize("u_eps", [1e-6, 1e-3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weighted_scatter_skips_exactly_the_promised_rows(rng, u_eps, dtype):
     X = rng.normal(size=(2000, 5))
     r = 10.0 ** rng.uniform(-40, 0, size=2000)  # responsibilities over 40 decades
-    mean = rng.normal(size=5)
     radius = helpers._data_radius(helpers._row_sq_norms(X))
-    tol = np.finfo(np.float64).eps / 2 * eps * r.sum()  # u eps N_k, computed inside the kernel
-    rows = r >= tol / (len(X) * (radius + np.linalg.norm(mean)) ** 2)
+    u = np.finfo(dtype).eps / 2  # the unit round-off of the working precision
+    eps = u_eps / u
+    tol = u * eps * r.sum()  # u eps N_k, computed inside the kernel
+    rows = r >= tol / (len(X) * 4 * radius**2)
     assert 0 < rows.sum() < len(X)  # some rows are skipped, some kept
-    expected = (r[rows, None] * (X[rows] - mean)).T @ (X[rows] - mean)
-    got = helpers._weighted_scatter(X, r, mean, eps, radius)
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
-    full = (r[:, None] * (X - mean)).T @ (X - mean)
-    assert np.linalg.norm(got - full, 2) <= tol  # what is left out is below tol
+    mean, expected = weighted_mean_scatter_reference(X[rows], r[rows])
+    got_mean, got = helpers._weighted_scatter(X.astype(dtype), r, mean, eps, radius)
+    rtol = 1e-11 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(got_mean, mean, rtol=rtol)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+    if dtype == np.float64:  # what is left out is below tol, and moves the mean by < u eps / 2R
+        full_mean, full = weighted_mean_scatter_reference(X, r)
+        assert np.linalg.norm(got - full, 2) <= tol
+        assert np.linalg.norm(got_mean - full_mean) <= u * eps / (2 * radius) + 1e-15
+
+
+def test_weighted_scatter_far_centre_is_recentred_in_float32(rng):
+    # a centre far from the mean would cost float32 its digits: the kernel sums again about
+    # the mean it found (no warning), and agrees with float64
+    X = (rng.normal(size=(4000, 4)) * 0.1).astype(np.float32)
+    r = rng.random(4000)
+    mean, expected = weighted_mean_scatter_reference(X.astype(np.float64), r)
+    radius = helpers._data_radius(helpers._row_sq_norms(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", helpers.Float32PrecisionWarning)
+        got_mean, got = helpers._weighted_scatter(X, r, mean + 1e3, 1e-3, radius)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
 def test_data_radius_is_a_tight_upper_bound(rng):
@@ -151,9 +200,10 @@ def test_m_step_skipping_is_exact(rng, monkeypatch):
     X, _, _ = make_blobs(rng, n_per=(300, 300, 300), d=6, spread=4.0)
     start = helpers._init_gmm(X, 3, "random", np.random.default_rng(0), 1e-3)
     fast, hf = helpers.fit_gmm(X, 3, init=start, max_iter=10, tol=0)
-    monkeypatch.setattr(helpers, "_SKIP_ROUNDOFF", 0.0)
+    monkeypatch.setattr(helpers, "_SKIP_RTOL", 0.0)
     full, hfull = helpers.fit_gmm(X, 3, init=start, max_iter=10, tol=0)
-    np.testing.assert_allclose(fast.covariances, full.covariances, rtol=1e-12, atol=1e-15)
+    scale = np.abs(full.covariances).max()  # round-off of a scatter entry: ~u trace / N_k
+    np.testing.assert_allclose(fast.covariances, full.covariances, rtol=1e-12, atol=1e-13 * scale)
     np.testing.assert_allclose(hf, hfull, rtol=1e-13)
 
 
@@ -260,6 +310,57 @@ def test_float32_scatter_falls_back_when_it_would_err_beyond_eps(rng):
     mean = (r @ X.astype(np.float64)) / r.sum()
     radius = helpers._data_radius(helpers._row_sq_norms(X))
     with pytest.warns(helpers.Float32PrecisionWarning, match="scatter"):
-        S32 = helpers._weighted_scatter(X, r, mean, 1e-8, radius)
-    S64 = helpers._weighted_scatter(X.astype(np.float64), r, mean, 1e-8, radius)
+        S32 = helpers._weighted_scatter(X, r, mean, 1e-8, radius)[1]
+    S64 = helpers._weighted_scatter(X.astype(np.float64), r, mean, 1e-8, radius)[1]
     np.testing.assert_allclose(S32, S64, rtol=1e-12, atol=1e-12 * np.abs(S64).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_negligible_to_zero(rng, dtype):
+    # its one-line meaning, and what it promises: no subnormal entry, products unchanged
+    # beyond u ||x|| ||w|| / sqrt(d)
+    d = 64
+    W = rng.normal(size=(d, 5)) * 10.0 ** rng.uniform(-45, 0, size=(d, 5))
+    Wd = W.astype(dtype)
+    u = np.finfo(dtype).eps / 2
+    expected = np.where(np.abs(Wd) < u / d * np.abs(Wd).max(0), 0, Wd)
+    got = helpers._negligible_to_zero(W, dtype)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, expected)
+    nonzero = np.abs(got[got != 0])
+    assert nonzero.min() >= np.finfo(dtype).tiny  # no subnormal left
+    x = rng.normal(size=(100, d))
+    change = np.abs(x @ (got.astype(np.float64) - Wd.astype(np.float64)))
+    allowed = (
+        u
+        * np.linalg.norm(x, axis=1)[:, None]
+        * np.linalg.norm(Wd.astype(np.float64), axis=0)
+        / np.sqrt(d)
+    )
+    assert np.all(change <= allowed)
+
+
+def test_log_gaussians_with_subnormal_eigenvector_entries(rng):
+    # eigenvector entries below float32's smallest normal number (MNIST's border pixels)
+    # reach the float32 product as zeros, and the log-densities stay within the bound
+    d = 32
+    # four "border pixels" (coordinates 0-3) with weights of about 1e-42 in the other
+    # directions; orthogonal to float64's precision
+    Q = np.zeros((d, d))
+    Q[:4, :4] = np.eye(4)
+    Q[4:, 4:] = np.linalg.qr(rng.normal(size=(d - 4, d - 4)))[0]
+    E = 1e-42 * rng.normal(size=(4, d - 4))
+    Q[:4, 4:], Q[4:, :4] = E, -E.T
+    np.testing.assert_allclose(Q.T @ Q, np.eye(d), atol=1e-15)
+    tiny = (np.abs(Q[:4, 16:]) < np.finfo(np.float32).tiny) & (Q[:4, 16:] != 0)
+    assert tiny.all()  # the premise: float32 would hold these as subnormals
+    lam = np.geomspace(1e-3, 1.0, d)
+    lam[: d // 2] = 1e-3
+    X = rng.normal(size=(2000, d)) * np.sqrt(lam) @ Q.T
+    X[:, :4] = 0.0
+    eighs = [(lam, Q)]
+    exact = helpers._log_gaussians(X, np.zeros((1, d)), eighs, helpers._row_sq_norms(X))
+    X32 = X.astype(np.float32)
+    got = helpers._log_gaussians(X32, np.zeros((1, d)), eighs, helpers._row_sq_norms(X32))
+    maha = -2 * exact - (d * np.log(2 * np.pi) + np.log(lam).sum())
+    assert np.all(np.abs(got - exact) <= helpers._F32_RTOL * (d + maha) / 2)  # the guarantee

@@ -3,6 +3,7 @@
 Run from the repository root:
 
     python tests/benchmarks/bench_em.py [--iterations 6] [--repeats 3] [--compare REV]
+                                        [--quick] [--threads N]
 
 It loads MNIST 16 x 16 the way the notebooks do (``.tmp/`` or ``$MNIST_DIR``), fits
 K = 10 full-covariance GMMs from one common start with a fixed number of iterations,
@@ -18,6 +19,11 @@ Two lower bounds are printed beside the fits:
   iterations from the k-means start: per component, the E-step product of the data with
   the unclipped eigenvectors only, (n x d) @ (d x r_k), and the M-step scatter (SYRK) of
   the rows whose responsibility exceeds 1e-12.  An iteration cannot do less than these.
+  The E-step products are timed per component, and side by side as one product per
+  block of rows (the same arithmetic, which BLAS does faster: a stricter bound).
+
+``--quick`` prints only that last table (about a minute); ``--threads N`` limits the BLAS
+threads (``--threads 1`` is steadier on a shared machine).
 
 ``--compare REV`` also times the helpers.py of git revision REV (e.g. ``HEAD~1``) from
 the same start, side by side in the same run, and checks that its float64 history equals
@@ -41,13 +47,17 @@ sys.path.insert(0, str(ROOT))
 import helpers  # noqa: E402
 
 
-def best_time(fn, repeats):
-    """Smallest wall time of ``repeats`` calls of fn (returns (seconds, last result))."""
+def best_time(fn, repeats, clock=time.perf_counter):
+    """Smallest time of ``repeats`` calls of fn (returns (seconds, last result)).
+
+    ``clock`` is wall time by default; ``time.process_time`` (CPU time of this process)
+    is steadier on a shared machine, and equal to wall time with one BLAS thread.
+    """
     best, result = np.inf, None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         result = fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best, result
 
 
@@ -65,12 +75,15 @@ def blas_bound(X, K, dtype, repeats):
     return best_time(calls, repeats)[0]
 
 
-def irreducible_bound(X, gmm, eps, dtype, repeats):
+def irreducible_bound(X, gmm, eps, dtype, repeats, block=512, clock=time.perf_counter):
     """Seconds of the products one EM iteration cannot avoid, on the model ``gmm``.
 
     Per component k: ``X @ G_k`` with ``G_k`` of shape (d, r_k), r_k the eigenvalues of
     Sigma_k above eps, and the SYRK ``A_k^T A_k`` of the rows of X whose responsibility
-    exceeds 1e-12, in ``dtype``.  Returns (seconds, ranks, rows kept per component).
+    exceeds 1e-12, in ``dtype``.  The E-step products are timed three ways, the same
+    arithmetic each: K products of the whole data, K products per block of ``block``
+    rows, and one product per block with all K matrices side by side (which is what
+    helpers does).  Returns ({way: E seconds}, M seconds, ranks, rows kept per component).
     """
     Xc = np.ascontiguousarray(X - X.mean(axis=0), dtype=dtype)
     resp = helpers.e_step(X, gmm, eps)[0]
@@ -84,13 +97,111 @@ def irreducible_bound(X, gmm, eps, dtype, repeats):
         rows = np.flatnonzero(resp[:, k] > 1e-12)
         kept.append(rows.size)
         As.append(np.ascontiguousarray(Xc[rows]))
+    G_all = np.ascontiguousarray(np.concatenate(Gs, axis=1))
+    n = Xc.shape[0]
 
-    def calls():
-        for G, A in zip(Gs, As):
-            Xc @ G  # E-step: the unclipped directions only
-            A.T @ A  # M-step: the rows that count (BLAS SYRK)
+    def whole():
+        for G in Gs:
+            Xc @ G
 
-    return best_time(calls, repeats)[0], ranks, kept
+    def blocked():
+        for start in range(0, n, block):
+            rows = Xc[start : start + block]
+            for G in Gs:
+                rows @ G
+
+    def side_by_side():
+        out = np.empty((block, G_all.shape[1]), dtype=dtype)
+        for start in range(0, n, block):
+            rows = Xc[start : start + block]
+            np.matmul(rows, G_all, out=out[: rows.shape[0]])
+
+    def scatter():
+        for A in As:
+            A.T @ A  # BLAS SYRK
+
+    e_times = {
+        "K products of all rows": best_time(whole, repeats, clock)[0],
+        f"K products per {block} rows": best_time(blocked, repeats, clock)[0],
+        f"one product per {block} rows": best_time(side_by_side, repeats, clock)[0],
+    }
+    return e_times, best_time(scatter, repeats, clock)[0], ranks, kept
+
+
+def per_iteration(module, X, start, eps, dtype, repeats, clock=time.perf_counter):
+    """Seconds of one EM iteration of ``module.fit_gmm`` from ``start``: (t(3) - t(1)) / 2."""
+    g = module.GMM(start.weights, start.means, start.covariances)
+
+    def fit(m):
+        return lambda: module.fit_gmm(
+            X, len(g.weights), init=g, max_iter=m, tol=0, eps=eps, dtype=dtype
+        )
+
+    t1, _ = best_time(fit(1), repeats, clock)
+    t3, (_, history) = best_time(fit(3), repeats, clock)
+    return (t3 - t1) / 2, history
+
+
+def iteration_table(X, K, eps, repeats, before=None, label="", clock=time.perf_counter):
+    """One iteration from the model after two EM iterations of the k-means start, against
+    the irreducible products, in both precisions (and for helpers.py at ``before``)."""
+    start, _ = helpers.fit_gmm(X, K, init="kmeans", max_iter=0, rng=0)
+    after2, _ = helpers.fit_gmm(X, K, init=start, max_iter=2, tol=0, eps=eps)
+    rows, bounds, histories = {}, {}, {}
+    for bits, dtype in ((64, np.float64), (32, np.float32)):
+        e_times, m_time, ranks, kept = irreducible_bound(
+            X, after2, eps, dtype, repeats, clock=clock
+        )
+        bounds[bits] = (e_times, m_time)
+        rows[f"helpers float{bits}"], histories[bits] = per_iteration(
+            helpers, X, after2, eps, dtype, repeats, clock
+        )
+        if before is not None:
+            rows[f"helpers@{label} float{bits}"], histories[f"before{bits}"] = per_iteration(
+                before, X, after2, eps, dtype, repeats, clock
+            )
+    print(
+        f"after two iterations from the k-means start: unclipped ranks r_k {ranks}, "
+        f"rows with r_ik > 1e-12 per component {kept}"
+    )
+    for bits in (64, 32):
+        e_times, m_time = bounds[bits]
+        print(
+            f"float{bits} irreducible products: M-step SYRKs {m_time:.3f} s; E-step products",
+            end="",
+        )
+        print("; ".join(f" {way} {t:.3f} s" for way, t in e_times.items()))
+    print(
+        "bound (issue 20): the E-step products done per component (the faster of the two ways)\n"
+        "plus the SYRKs; side by side: the same products as one product per block of rows."
+    )
+    print(
+        f"{'one iteration from there':32s} {'s/iter':>8s} {'bound':>8s} {'x bound':>8s} "
+        f"{'side by side':>13s} {'x side by side':>15s}"
+    )
+    for name, sec in rows.items():
+        bits = 32 if name.endswith("32") else 64
+        e_times, m_time = bounds[bits]
+        ways = list(e_times.values())
+        bound, fused = min(ways[:2]) + m_time, ways[2] + m_time
+        print(
+            f"{name:32s} {sec:8.3f} {bound:8.3f} {sec / bound:8.2f} {fused:13.3f} {sec / fused:15.2f}"
+        )
+    print(
+        f"float32 speed-up over float64 per iteration: "
+        f"{rows['helpers float64'] / rows['helpers float32']:.2f}x"
+        + (
+            f" (helpers@{label}: {rows[f'helpers@{label} float64'] / rows[f'helpers@{label} float32']:.2f}x)"
+            if before is not None
+            else ""
+        )
+    )
+    rel = np.max(np.abs(histories[32] - histories[64]) / np.abs(histories[64]))
+    print(f"float32 against float64 history from there: max relative difference {rel:.1e}")
+    if before is not None:
+        same = np.max(np.abs(histories["before64"] - histories[64]) / np.abs(histories[64]))
+        print(f"helpers@{label} against today, float64 history: max relative difference {same:.1e}")
+    return rows
 
 
 def load_helpers_at(rev):
@@ -237,7 +348,29 @@ def main():
     parser.add_argument(
         "--compare", metavar="REV", help="also time helpers.py of this git revision"
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only one iteration against the irreducible products (and --compare REV)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads (default: all the cores); with 1, times are CPU times",
+    )
+    parser.add_argument("--runs", type=int, default=1, help="with --quick: repeat the table")
     args = parser.parse_args()
+    if args.threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(args.threads):
+            run(args)
+    else:
+        run(args)
+
+
+def run(args):
     K, n_iter, eps = args.components, args.iterations, helpers.DEFAULT_EPS
 
     from sklearn.cluster import KMeans
@@ -251,6 +384,15 @@ def main():
     print(
         f"numpy {np.__version__}, BLAS {blas}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}"
     )
+
+    if args.quick:
+        before = load_helpers_at(args.compare) if args.compare else None
+        # one BLAS thread: CPU time (steady when other programs run); else wall time
+        clock = time.process_time if args.threads == 1 else time.perf_counter
+        print(f"clock: {clock.__name__}")
+        for _ in range(args.runs):
+            iteration_table(X, K, eps, args.repeats, before, args.compare, clock)
+        return
 
     # One common start: the k-means start of the notebooks (covariances clipped at eps,
     # so that scikit-learn accepts their inverses).
@@ -341,26 +483,6 @@ def main():
     rows["E-step bound float64 (K GEMMs)"] = (ebound[64], ebound[64], np.nan, 64)
     rows["E-step bound float32 (K GEMMs)"] = (ebound[32], ebound[32], np.nan, 32)
 
-    # The irreducible products of an iteration, and helpers' iteration, both measured on the
-    # model after two EM iterations from the k-means start.
-    after2, _ = helpers.fit_gmm(X, K, init=start, max_iter=2, tol=0, eps=eps)
-    irreducible, per_iter = {}, {}
-    for bits, dtype in ((64, np.float64), (32, np.float32)):
-        irreducible[bits], ranks, kept = irreducible_bound(X, after2, eps, dtype, args.repeats)
-        t1, _ = best_time(
-            lambda dtype=dtype: helpers.fit_gmm(
-                X, K, init=after2, max_iter=1, tol=0, eps=eps, dtype=dtype
-            ),
-            args.repeats,
-        )
-        tn, _ = best_time(
-            lambda dtype=dtype: helpers.fit_gmm(
-                X, K, init=after2, max_iter=3, tol=0, eps=eps, dtype=dtype
-            ),
-            args.repeats,
-        )
-        per_iter[bits] = (tn - t1) / 2
-
     print()
     print(
         "s/iter: marginal cost of one iteration, (t(n) - t(1)) / (n - 1); whole/n: the whole fit / n"
@@ -377,21 +499,10 @@ def main():
             f"{sec / bound64:10.2f} {sec / bound32:10.2f} {sec / ebound[bits]:10.2f} {ll_text}"
         )
     print()
+    iteration_table(X, K, eps, args.repeats, before, args.compare)
     print(
-        f"after two iterations from the k-means start: unclipped ranks r_k {ranks}, "
-        f"rows with r_ik > 1e-12 per component {kept}"
-    )
-    print(
-        f"{'one iteration from there':32s} {'s/iter':>8s} {'irreducible':>12s} {'x irreducible':>14s}"
-    )
-    for bits in (64, 32):
-        print(
-            f"{'helpers float' + str(bits):32s} {per_iter[bits]:8.3f} {irreducible[bits]:12.3f} "
-            f"{per_iter[bits] / irreducible[bits]:14.2f}"
-        )
-    print(
-        f"float32 speed-up over float64: {per_iter[64] / per_iter[32]:.2f}x per iteration from there, "
-        f"{rows['helpers float64'][0] / rows['helpers float32'][0]:.2f}x from the k-means start"
+        f"float32 speed-up over float64 from the k-means start: "
+        f"{rows['helpers float64'][0] / rows['helpers float32'][0]:.2f}x"
     )
     if before is not None:
         print(
