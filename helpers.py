@@ -759,11 +759,11 @@ def _update_centres(X, sums, counts):
 def kmeans(X, n_clusters, rng=None, max_iter=100, tol=0.0):
     """The practical's k-means (Lloyd's algorithm), from ``n_clusters`` random samples.
 
-    1. choose ``n_clusters`` distinct samples at random as centres;
-    2. and 3. ``assign_clusters``: each sample to its nearest centre;
-    4. ``update_centres``: each centre to the mean of its cluster;
-    5. repeat 2-4 until no sample changes cluster (or ``max_iter`` updates, or
-       the objective improves by less than ``tol`` relative).
+    - step 1: choose ``n_clusters`` distinct samples at random as centres;
+    - steps 2 and 3, ``assign_clusters``: each sample to its nearest centre;
+    - step 4, ``update_centres``: each centre to the mean of its cluster;
+    - step 5: repeat 2-4 until no sample changes cluster (or ``max_iter`` updates,
+      or the objective improves by less than ``tol`` relative).
 
     The data are centred first (k-means is translation invariant), so that
     distances stay accurate for data far from the origin.
