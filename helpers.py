@@ -561,7 +561,16 @@ def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
     """
     X, gmm, eps = _check_X_gmm_eps(X, gmm, eps)
     eighs = [clipped_eigh(cov, eps) for cov in gmm.covariances]  # checked: PSD
+    X, gmm = _centred(X, gmm)
     return _log_prob(X, gmm, eighs, _row_sq_norms(X))
+
+
+def _centred(X, gmm):
+    """``X`` and the means shifted by the mean of ``X``: the log-densities do not change, and
+    ``||x - mu||^2 = ||x||^2 - 2 x.mu + ||mu||^2`` (in ``_log_gaussians``) stays accurate
+    for data far from the origin."""
+    offset = X.mean(axis=0)
+    return X - offset, gmm._replace(means=gmm.means - offset)
 
 
 def _log_prob(X, gmm, eighs, row_sq_norms):
@@ -626,6 +635,7 @@ def e_step(X, gmm, eps=DEFAULT_EPS):
     """
     X, gmm, eps = _check_X_gmm_eps(X, gmm, eps)
     eighs = [clipped_eigh(cov, eps) for cov in gmm.covariances]  # checked: PSD
+    X, gmm = _centred(X, gmm)
     return _e_step(X, gmm, eighs, _row_sq_norms(X))
 
 
@@ -849,7 +859,7 @@ def m_step(X, resp, eps=DEFAULT_EPS, previous=None):
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        float64, or float32 for the two large products in single precision.
+        float64, or float32 for the scatter matrices in single precision.
     resp : array-like of shape (n_samples, n_components)
         Responsibilities from ``e_step``.
     eps : float
@@ -1712,7 +1722,8 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
     inside the product) and then ``x_i . mu_k``.  One wide product is faster than K
     narrow ones, and a block of rows (512) and its product stay in cache while they
     are squared and summed.  With float32 ``X`` the product runs in float32; the rest
-    is float64.
+    is float64.  The expansion of ``||v||^2`` is accurate for centred data: callers
+    (``e_step``, ``gmm_log_prob``, ``fit_gmm``) pass ``X`` and the means shifted by the mean of ``X``.
 
     Parameters
     ----------
@@ -1748,7 +1759,8 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
         W[:d, edges[k] : edges[k + 1]] = G
         W[d, edges[k] : edges[k + 1]] = -(means[k] @ G)
     W[:d, edges[-1] :] = means.T
-    W = _negligible_to_zero(W, X.dtype)
+    # (the last row multiplies the constant 1, not an x entry: it is only rounded)
+    W = np.vstack([_negligible_to_zero(W[:d], X.dtype), W[d:].astype(X.dtype)])
     sq_proj = np.empty((n, K))  # ||(x_i - mu_k) G_k||^2
     cross = np.empty((n, K))  # x_i . mu_k
     block = min(n, _ESTEP_BLOCK, max(1, _ESTEP_CELLS // W.shape[1]))
@@ -1769,7 +1781,14 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
     imprecise = []
     if X.dtype != np.float64:
         bound = _maha_roundoff(row_sq_norms[:, None], sq_dist, means, floors, d)
-        imprecise = np.flatnonzero((bound > _F32_RTOL * (d + np.abs(maha))).any(axis=0)).tolist()
+        # the bound is a round-off estimate within float32's range: a product that left it
+        # (x . mu_k overflowing, or subnormal) is not covered, so its component is redone
+        scale = np.maximum(np.max(row_sq_norms, initial=0.0), np.einsum("ij,ij->i", means, means))
+        f32 = np.finfo(np.float32)
+        out_of_range = (scale > f32.max / (4 * d)) | ((scale < f32.tiny / f32.eps) & (scale > 0))
+        imprecise = np.flatnonzero(
+            (~(bound <= _F32_RTOL * (d + np.abs(maha)))).any(axis=0) | out_of_range
+        ).tolist()
     log_dets = np.array([np.sum(np.log(lam)) for lam, _ in eighs])
     out = -0.5 * (d * np.log(2 * np.pi) + log_dets + maha)
     if imprecise:  # float32 cannot hold them: redo in float64
@@ -1786,10 +1805,12 @@ def _negligible_to_zero(W, dtype):
         out == np.where(np.abs(Wd) < u / d * np.abs(Wd).max(0), 0, Wd),   Wd = W.astype(dtype), d = W.shape[0]
 
     (``u`` the unit round-off of ``dtype``).  They change a product ``x . w`` by at most
-    ``u ||x|| ||w|| / sqrt(d)``, below the round-off of the product itself, and without
-    them no product is subnormal: MNIST's never-inked border pixels give eigenvector
-    entries of 1e-40 and below, and x86 processors compute with subnormal numbers
-    (float32: below 1.2e-38) up to a hundred times more slowly.
+    ``u ||x|| ||w|| / sqrt(d)`` (Cauchy-Schwarz), a d-th of the round-off estimate
+    ``sqrt(d) u ||x|| ||w||`` of the product that ``_maha_roundoff`` allows for, and
+    without them no product is subnormal: MNIST's never-inked border pixels give
+    eigenvector entries of 1e-40 and below, and x86 processors compute with subnormal
+    numbers (float32: below 1.2e-38) up to a hundred times more slowly.  Every row of
+    ``W`` must multiply an entry of ``x`` (the same units down a column).
     """
     out = np.asarray(W).astype(dtype)
     u = np.finfo(dtype).eps / 2
@@ -1825,7 +1846,8 @@ def _maha_roundoff(row_sq_norms, sq_dist, mean, floor, d):
 def _warn_float32(what):
     warnings.warn(
         f"dtype=float32 cannot compute the {what} to the promised accuracy (features on very "
-        "different scales, or covariances too ill-conditioned for float32's 7 digits); they were "
+        "different scales, data on an extreme scale, or covariances too ill-conditioned for "
+        "float32's 7 digits); they were "
         "computed in float64 instead, which is slower: pass dtype=np.float64",
         Float32PrecisionWarning,
         stacklevel=2,
@@ -1856,12 +1878,13 @@ def _weighted_scatter(X, r, centre, eps=0.0, radius=None, recentred=False):
                  [s^T,                             N']]     N' = sum_i r_i
 
     and then ``mean = c + s / N'`` and ``S = sum_i r_i (x_i - c)(x_i - c)^T - s s^T / N'``.
-    That is exact for every ``c``; its round-off, about ``u trace(A^T A) = u (trace(S) +
-    N' ||mean - c||^2)``, is that of the plain formula (rows centred at the mean first)
-    when ``c`` is near the mean: the M-step passes the previous mean, and where ``c`` is
-    so far that it more than doubles the round-off, the rows are summed again about the
-    mean just found (``recentred``).  With float32 ``X`` the products are float32; where
-    their round-off is not small against ``eps`` they are taken in float64.
+    That is exact for every ``c``.  Its round-off is estimated by ``u trace(M)``, ``M`` the
+    top-left (d x d) block, ``trace(M) = trace(S) + N' ||mean - c||^2``: that of the plain
+    formula (rows centred at the mean first) when ``c`` is near the mean.  The M-step
+    passes the previous mean; where ``c`` is so far that it more than doubles the
+    estimate, the rows are summed again about the mean just found (``recentred``).  With
+    float32 ``X`` the products are float32; where the estimate is not below ``eps / 100``
+    they are taken in float64.
 
     Parameters
     ----------
@@ -1885,7 +1908,7 @@ def _weighted_scatter(X, r, centre, eps=0.0, radius=None, recentred=False):
     n, d = X.shape
     u = np.finfo(X.dtype).eps / 2
     tol = _SKIP_RTOL * u * eps * float(r.sum())
-    if tol > 0 and radius > 0:  # (the row of largest r is always kept: the mean needs one)
+    if tol > 0 and radius:  # (the row of largest r is always kept: the mean needs one)
         rows = np.flatnonzero(r >= min(tol / (4 * n * radius**2), r.max()))
     else:
         rows = np.arange(n)
@@ -1910,9 +1933,9 @@ def _weighted_scatter(X, r, centre, eps=0.0, radius=None, recentred=False):
     s, n_rows = M[:d, d], M[d, d]
     mean = c + s / n_rows
     S = M[:d, :d] - np.outer(s, s) / n_rows
-    # The round-off of S is about u trace(A^T A) = u (trace(S) + N' ||mean - c||^2); float32
-    # must err by less than eps / 100 (the smallest eigenvalue kept).  With c so far from
-    # the mean that it doubles the round-off, or breaks float32's promise, sum again about
+    # The round-off of S is estimated by u trace(M[:d, :d]) = u (trace(S) + N' ||mean - c||^2);
+    # float32's must be below eps / 100 (the smallest eigenvalue kept).  With c so far from
+    # the mean that it doubles the estimate, or breaks float32's promise, sum again about
     # the mean just found; if float32 still cannot keep it, sum in float64.
     shifted_trace = np.trace(M[:d, :d])
     single = X.dtype != np.float64

@@ -364,3 +364,52 @@ def test_log_gaussians_with_subnormal_eigenvector_entries(rng):
     got = helpers._log_gaussians(X32, np.zeros((1, d)), eighs, helpers._row_sq_norms(X32))
     maha = -2 * exact - (d * np.log(2 * np.pi) + np.log(lam).sum())
     assert np.all(np.abs(got - exact) <= helpers._F32_RTOL * (d + maha) / 2)  # the guarantee
+
+
+@pytest.mark.parametrize("scale", [1e-21, 1e-8, 1.0, 1e8, 1e19])
+def test_float32_log_gaussians_at_extreme_scales_keep_the_promise_or_warn(rng, scale):
+    # (review of issue 20) the last row of W multiplies the constant 1: zeroing it with the
+    # x rows was wrong at large and small scales; x . mu_k can overflow float32 at 1e19
+    d, K = 40, 2
+    X = rng.normal(size=(200, d)) * scale
+    means = rng.normal(size=(K, d)) * scale * 0.3
+    eighs = []
+    for _ in range(K):
+        A = rng.normal(size=(d, d))
+        lam, U = np.linalg.eigh(A @ A.T / d * scale**2)
+        eighs.append((np.maximum(lam, lam[9]), U))  # ten directions at the floor
+    exact = helpers._log_gaussians(X, means, eighs, helpers._row_sq_norms(X))
+    X32 = X.astype(np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = helpers._log_gaussians(X32, means, eighs, helpers._row_sq_norms(X32))
+    warned = any(issubclass(w.category, helpers.Float32PrecisionWarning) for w in caught)
+    X32_64 = X32.astype(np.float64)  # what float32 holds of the data
+    held = helpers._log_gaussians(X32_64, means, eighs, helpers._row_sq_norms(X32_64))
+    logdet = np.array([np.log(lam).sum() for lam, _ in eighs])
+    maha = -2 * held - (d * np.log(2 * np.pi) + logdet)
+    assert np.all(np.isfinite(got))
+    assert warned or np.all(np.abs(got - held) <= helpers._F32_RTOL * (d + maha) / 2)
+    if scale in (1e-8, 1.0, 1e8):
+        assert not warned  # ordinary scales stay in float32
+    assert exact.shape == got.shape
+
+
+def test_e_step_is_accurate_far_from_the_origin(rng):
+    # (review of issue 20) e_step and gmm_log_prob centre the data, so that
+    # ||x||^2 - 2 x.mu + ||mu||^2 does not cancel: data offset by 1e7 in float64
+    d = 6
+    X = rng.normal(size=(300, d)) + 1e7
+    gmm = helpers.GMM([0.5, 0.5], X[:2], [np.eye(d), 2 * np.eye(d)])
+    expected = np.stack(
+        [
+            np.log(0.5) - 0.5 * (d * np.log(2 * np.pi) + d * np.log(v) + ((X - m) ** 2).sum(1) / v)
+            for m, v in zip(X[:2], (1.0, 2.0))
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(helpers.gmm_log_prob(X, gmm, eps=1e-6), expected, rtol=1e-9)
+    resp, _ = helpers.e_step(X, gmm, eps=1e-6)
+    np.testing.assert_allclose(
+        resp, np.exp(expected - helpers.logsumexp(expected)[:, None]), rtol=1e-8
+    )
