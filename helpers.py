@@ -1775,7 +1775,8 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
             sq_proj[start : start + m, k] = np.einsum("ij,ij->i", Z, Z)
         cross[start : start + m] = Y[:m, edges[-1] :]
     # ||x_i - mu_k||^2 = ||x_i||^2 - 2 x_i . mu_k + ||mu_k||^2 (negative round-off: 0)
-    sq_dist = np.maximum(row_sq_norms[:, None] - 2 * cross + np.einsum("ij,ij->i", means, means), 0)
+    mean_sq_norms = np.einsum("ij,ij->i", means, means)  # ||mu_k||^2
+    sq_dist = np.maximum(row_sq_norms[:, None] - 2 * cross + mean_sq_norms, 0)
     floors = np.array([lam[0] for lam, _ in eighs])
     maha = np.where(reduced, sq_dist / floors - sq_proj, sq_proj)  # the Mahalanobis terms
     imprecise = []
@@ -1783,7 +1784,7 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
         bound = _maha_roundoff(row_sq_norms[:, None], sq_dist, means, floors, d)
         # the bound is a round-off estimate within float32's range: a product that left it
         # (x . mu_k overflowing, or subnormal) is not covered, so its component is redone
-        scale = np.maximum(np.max(row_sq_norms, initial=0.0), np.einsum("ij,ij->i", means, means))
+        scale = np.maximum(np.max(row_sq_norms, initial=0.0), mean_sq_norms)
         f32 = np.finfo(np.float32)
         out_of_range = (scale > f32.max / (4 * d)) | ((scale < f32.tiny / f32.eps) & (scale > 0))
         imprecise = np.flatnonzero(
@@ -1907,7 +1908,8 @@ def _weighted_scatter(X, r, centre, eps=0.0, radius=None, recentred=False):
     """
     n, d = X.shape
     u = np.finfo(X.dtype).eps / 2
-    tol = _SKIP_RTOL * u * eps * float(r.sum())
+    total = float(r.sum())  # N_k
+    tol = _SKIP_RTOL * u * eps * total
     if tol > 0 and radius:  # (the row of largest r is always kept: the mean needs one)
         rows = np.flatnonzero(r >= min(tol / (4 * n * radius**2), r.max()))
     else:
@@ -1939,7 +1941,7 @@ def _weighted_scatter(X, r, centre, eps=0.0, radius=None, recentred=False):
     # the mean just found; if float32 still cannot keep it, sum in float64.
     shifted_trace = np.trace(M[:d, :d])
     single = X.dtype != np.float64
-    allowance = _F32_SCATTER_RTOL * eps * float(r.sum())
+    allowance = _F32_SCATTER_RTOL * eps * total
     if not recentred and (
         shifted_trace > 2 * np.trace(S) or (single and u * shifted_trace > allowance)
     ):
