@@ -4,7 +4,9 @@ Test modules import plain helpers from here (``from conftest import make_blobs``
 from one another.
 """
 
+import contextlib
 import gzip
+import io
 import json
 import os
 import re
@@ -194,10 +196,11 @@ def no_download(monkeypatch):
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", refuse)
 
 
-def exercise_starters(notebook):
+def exercise_starters(notebook, expected=None):
     """{exercise number: source} of the code cells tagged ``exercise`` in ``notebook``.
 
-    Shared by the tests of the exercises' self-checks (tests/test_exercises_0N.py).
+    Shared by the tests of the exercises' self-checks (tests/test_exercises_0N.py); with
+    ``expected``, the exercise numbers found must be exactly those.
     """
     nb = json.loads(notebook.read_text(encoding="utf-8"))
     sources = {}
@@ -208,4 +211,36 @@ def exercise_starters(notebook):
         number = int(re.search(r"def check_exercise_(\d+)\(", text).group(1))
         assert number not in sources, f"two starter cells for exercise {number}"
         sources[number] = text
+    if expected is not None:
+        assert sorted(sources) == sorted(expected), (
+            f"exercises {sorted(sources)} in {notebook.name}"
+        )
     return sources
+
+
+def run_starters(base_namespace, sources):
+    """{N: (namespace after running starter cell N untouched, what it printed)}.
+
+    Each cell runs in its own copy of ``base_namespace`` (what the notebook has defined
+    when the exercises start).
+    """
+    ran = {}
+    for number, source in sources.items():
+        namespace = dict(base_namespace)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(source, f"<exercise {number}>", "exec"), namespace)
+        ran[number] = (namespace, out.getvalue())
+    return ran
+
+
+@pytest.fixture
+def printed(capsys):
+    """printed(check, *answer) -> what check(*answer) prints (the exercise tests)."""
+
+    def call(check, *answer):
+        capsys.readouterr()
+        check(*answer)
+        return capsys.readouterr().out
+
+    return call

@@ -18,11 +18,6 @@ NOTEBOOK = ROOT / "notebooks" / "01_loading.ipynb"
 pytestmark = requires_mnist
 
 
-def starter_sources():
-    """{exercise number: source} of the code cells tagged ``exercise``."""
-    return exercise_starters(NOTEBOOK)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return helpers.load_mnist("train", root=ROOT / ".tmp")
@@ -30,9 +25,8 @@ def digits():
 
 @pytest.fixture(scope="module")
 def sources():
-    found = starter_sources()
-    assert sorted(found) == [1, 2, 3, 4, 5]
-    return found
+    """{exercise number: source} of the code cells tagged ``exercise``: exercises 1 to 5."""
+    return exercise_starters(NOTEBOOK, expected=[1, 2, 3, 4, 5])
 
 
 @pytest.fixture
@@ -48,18 +42,6 @@ def run(digits, sources, capsys):
         return namespace[f"check_exercise_{number}"], namespace, capsys.readouterr().out
 
     return run_starter
-
-
-@pytest.fixture
-def printed(capsys):
-    """printed(check, *answer) -> what check(*answer) prints."""
-
-    def call(check, *answer):
-        capsys.readouterr()
-        check(*answer)
-        return capsys.readouterr().out
-
-    return call
 
 
 @pytest.mark.parametrize("number", [1, 2, 3, 4, 5])

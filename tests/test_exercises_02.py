@@ -26,11 +26,6 @@ EPS = helpers.DEFAULT_EPS
 pytestmark = requires_mnist
 
 
-def starter_sources():
-    """{exercise number: source} of the code cells tagged ``exercise``."""
-    return exercise_starters(NOTEBOOK)
-
-
 @pytest.fixture(scope="module")
 def base_namespace():
     """What the notebook has defined when the exercises start (only what the checks read)."""
@@ -53,9 +48,8 @@ def base_namespace():
 
 @pytest.fixture(scope="module")
 def sources():
-    found = starter_sources()
-    assert sorted(found) == [1, 2, 3, 4, 5]
-    return found
+    """{exercise number: source} of the code cells tagged ``exercise``: exercises 1 to 5."""
+    return exercise_starters(NOTEBOOK, expected=[1, 2, 3, 4, 5])
 
 
 @pytest.fixture
@@ -71,18 +65,6 @@ def run(base_namespace, sources, capsys, monkeypatch):
 
     yield run_starter
     plt.close("all")
-
-
-@pytest.fixture
-def printed(capsys):
-    """printed(check, answer) -> what check(answer) prints."""
-
-    def call(check, answer):
-        capsys.readouterr()
-        check(answer)
-        return capsys.readouterr().out
-
-    return call
 
 
 @pytest.mark.parametrize("number", [1, 2, 3, 4, 5])

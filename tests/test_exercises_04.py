@@ -8,12 +8,9 @@ say "correct" for plausible wrong answers; where the check has a hint for a mist
 asserts that hint.
 """
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
-from conftest import ROOT, exercise_starters, requires_mnist
+from conftest import ROOT, exercise_starters, requires_mnist, run_starters
 
 import helpers
 
@@ -22,11 +19,6 @@ EPS = helpers.DEFAULT_EPS
 K = 10
 
 pytestmark = requires_mnist
-
-
-def starter_sources():
-    """{exercise number: source} of the code cells tagged ``exercise``."""
-    return exercise_starters(NOTEBOOK)
 
 
 @pytest.fixture(scope="module")
@@ -54,22 +46,14 @@ def base_namespace():
 
 @pytest.fixture(scope="module")
 def sources():
-    found = starter_sources()
-    assert sorted(found) == [1, 2, 3, 4, 5]
-    return found
+    """{exercise number: source} of the code cells tagged ``exercise``: exercises 1 to 5."""
+    return exercise_starters(NOTEBOOK, expected=[1, 2, 3, 4, 5])
 
 
 @pytest.fixture(scope="module")
 def starters(base_namespace, sources):
     """{N: (namespace after the untouched starter cell, what it printed)}, each run once."""
-    ran = {}
-    for number, source in sources.items():
-        namespace = dict(base_namespace)
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            exec(compile(source, f"<exercise {number}>", "exec"), namespace)
-        ran[number] = (namespace, printed.getvalue())
-    return ran
+    return run_starters(base_namespace, sources)
 
 
 @pytest.fixture

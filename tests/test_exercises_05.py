@@ -9,8 +9,6 @@ mistake, the test asserts that hint. Exercise 4 must also reject the linear-spac
 exp(a) / sum exp(a) without letting a floating-point warning through.
 """
 
-import contextlib
-import io
 import warnings
 
 import matplotlib
@@ -20,7 +18,7 @@ matplotlib.use("Agg")  # Exercise 5 draws a figure
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from conftest import ROOT, exercise_starters, requires_mnist
+from conftest import ROOT, exercise_starters, requires_mnist, run_starters
 
 import helpers
 
@@ -28,11 +26,6 @@ NOTEBOOK = ROOT / "notebooks" / "05_em_kmeans_init.ipynb"
 SEED = 0
 
 pytestmark = requires_mnist
-
-
-def starter_sources():
-    """{exercise number: source} of the code cells tagged ``exercise``."""
-    return exercise_starters(NOTEBOOK)
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +52,14 @@ def base_namespace():
 
 @pytest.fixture(scope="module")
 def sources():
-    found = starter_sources()
-    assert sorted(found) == [1, 2, 3, 4, 5]
-    return found
+    """{exercise number: source} of the code cells tagged ``exercise``: exercises 1 to 5."""
+    return exercise_starters(NOTEBOOK, expected=[1, 2, 3, 4, 5])
 
 
 @pytest.fixture(scope="module")
 def starters(base_namespace, sources):
     """{N: (namespace after the untouched starter cell, what it printed)}, each run once."""
-    ran = {}
-    for number, source in sources.items():
-        namespace = dict(base_namespace)
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            exec(compile(source, f"<exercise {number}>", "exec"), namespace)
-        ran[number] = (namespace, printed.getvalue())
-    return ran
+    return run_starters(base_namespace, sources)
 
 
 @pytest.fixture
