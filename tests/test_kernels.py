@@ -81,19 +81,19 @@ def test_log_gaussians_float32(rng):
 
 def test_log_gaussians_uses_fewer_columns_when_clipped(rng, monkeypatch):
     # The reduced path multiplies by d - n_floor columns only (plus one per component for
-    # x . mu_k), in one product [x, 1] @ W per block of rows for all components.
+    # x . mu_k), in one product W^T [x, 1]^T per block of rows for all components.
     X = rng.normal(size=(100, 32))
     eighs = clipped_eighs(rng, 1, 32, 1e-3, 20) + clipped_eighs(rng, 1, 32, 1e-3, 0)
     shapes = []
     real_matmul = np.matmul
 
     def spy(a, b, *args, **kwargs):
-        shapes.append(b.shape)
+        shapes.append((a.shape, b.shape))
         return real_matmul(a, b, *args, **kwargs)
 
     monkeypatch.setattr(helpers.np, "matmul", spy)
     helpers._log_gaussians(X, np.zeros((2, 32)), eighs, helpers._row_sq_norms(X))
-    assert shapes == [(33, 12 + 32 + 2)]  # 12 unclipped + 32 (no clipping) + x . mu_k
+    assert shapes == [((12 + 32 + 2, 33), (33, 100))]  # 12 unclipped + 32 (no clipping) + x . mu_k
 
 
 def weighted_mean_scatter_reference(X, r):
@@ -313,6 +313,35 @@ def test_float32_scatter_falls_back_when_it_would_err_beyond_eps(rng):
         S32 = helpers._weighted_scatter(X, r, mean, 1e-8, radius)[1]
     S64 = helpers._weighted_scatter(X.astype(np.float64), r, mean, 1e-8, radius)[1]
     np.testing.assert_allclose(S32, S64, rtol=1e-12, atol=1e-12 * np.abs(S64).max())
+
+
+def test_exp_tiny_to_zero(rng):
+    # its one-line meaning, on the edges (the flush point, the float64 underflow range,
+    # infinities, nan) and on random exponents; within 1e-304 of np.exp everywhere
+    edges = np.array([-np.inf, -1e6, -800.0, -745.2, -708.5, -700.0, -699.999, -50.0, 0.0, 3.0])
+    a = np.concatenate([edges, rng.uniform(-900, 5, size=10_000), [np.inf, np.nan]])
+    with np.errstate(over="ignore"):
+        got = helpers._exp_tiny_to_zero(a)
+        plain = np.exp(a)
+    np.testing.assert_array_equal(got, np.where(a <= -700, 0, plain))
+    assert np.isnan(got[-1]) and got[-2] == np.inf
+    finite = np.isfinite(plain)
+    assert np.all(np.abs(got[finite] - plain[finite]) < 1e-304)
+    assert got[a > -700].min() > 0  # nothing above the flush point is lost
+
+
+def test_logsumexp_bit_for_bit_with_the_plain_formula(rng):
+    # the terms _exp_tiny_to_zero drops are below 1e-304 next to the largest, exp(0) = 1
+    a = rng.normal(size=(2000, 12)) * 400.0
+    a[:5] = -np.inf  # rows of only -inf (weight-0 components)
+    a[5:50, 3] = -np.inf
+    a[50:60, :] = rng.uniform(-1, 1, size=(10, 12)) - 1e5  # tiny likelihoods, same scale
+    m = np.max(a, axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        plain = m[:, 0] + np.log(np.sum(np.exp(a - m), axis=1))
+    np.testing.assert_array_equal(helpers.logsumexp(a, axis=1), plain)
+    assert np.all(helpers.logsumexp(a, axis=1)[:5] == -np.inf)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
