@@ -111,11 +111,13 @@ def test_weighted_scatter_all_rows(rng, centre_scale):
     centre = mean + centre_scale * rng.normal(size=6)
     for eps in (0.0, 1e-3):
         got_mean, got = helpers._weighted_scatter(
-            X, r, centre, eps, helpers._data_radius(helpers._row_sq_norms(X))
+            helpers._with_ones(X), r, centre, eps, helpers._data_radius(helpers._row_sq_norms(X))
         )
         np.testing.assert_allclose(got_mean, mean, rtol=1e-12)
         np.testing.assert_allclose(got, expected, rtol=1e-11)
-    got_mean, got = helpers._weighted_scatter(X.astype(np.float32), r, centre, 1e-3, 1e3)
+    got_mean, got = helpers._weighted_scatter(
+        helpers._with_ones(X, dtype=np.float32), r, centre, 1e-3, 1e3
+    )
     np.testing.assert_allclose(got_mean, mean, rtol=1e-5)
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
@@ -132,7 +134,9 @@ def test_weighted_scatter_skips_exactly_the_promised_rows(rng, u_eps, dtype):
     rows = r >= tol / (len(X) * 4 * radius**2)
     assert 0 < rows.sum() < len(X)  # some rows are skipped, some kept
     mean, expected = weighted_mean_scatter_reference(X[rows], r[rows])
-    got_mean, got = helpers._weighted_scatter(X.astype(dtype), r, mean, eps, radius)
+    got_mean, got = helpers._weighted_scatter(
+        helpers._with_ones(X, dtype=dtype), r, mean, eps, radius
+    )
     rtol = 1e-11 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(got_mean, mean, rtol=rtol)
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
@@ -151,7 +155,9 @@ def test_weighted_scatter_far_centre_is_recentred_in_float32(rng):
     radius = helpers._data_radius(helpers._row_sq_norms(X))
     with warnings.catch_warnings():
         warnings.simplefilter("error", helpers.Float32PrecisionWarning)
-        got_mean, got = helpers._weighted_scatter(X, r, mean + 1e3, 1e-3, radius)
+        got_mean, got = helpers._weighted_scatter(
+            helpers._with_ones(X), r, mean + 1e3, 1e-3, radius
+        )
     np.testing.assert_allclose(got_mean, mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
@@ -310,9 +316,23 @@ def test_float32_scatter_falls_back_when_it_would_err_beyond_eps(rng):
     mean = (r @ X.astype(np.float64)) / r.sum()
     radius = helpers._data_radius(helpers._row_sq_norms(X))
     with pytest.warns(helpers.Float32PrecisionWarning, match="scatter"):
-        S32 = helpers._weighted_scatter(X, r, mean, 1e-8, radius)[1]
-    S64 = helpers._weighted_scatter(X.astype(np.float64), r, mean, 1e-8, radius)[1]
+        S32 = helpers._weighted_scatter(helpers._with_ones(X), r, mean, 1e-8, radius)[1]
+    S64 = helpers._weighted_scatter(helpers._with_ones(X, dtype=np.float64), r, mean, 1e-8, radius)[
+        1
+    ]
     np.testing.assert_allclose(S32, S64, rtol=1e-12, atol=1e-12 * np.abs(S64).max())
+
+
+@pytest.mark.parametrize("dtype", [None, np.float32, np.float64])
+def test_with_ones(rng, dtype):
+    # its one-line meaning: [X - offset, 1], computed in dtype as np.subtract(..., dtype=) does
+    X = rng.normal(size=(50, 7)) * 1e3
+    offset = rng.normal(size=7)
+    got = helpers._with_ones(X, offset, dtype)
+    want = dtype or X.dtype
+    expected = np.hstack([np.subtract(X, offset, dtype=want), np.ones((50, 1), want)])
+    assert got.dtype == want
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_exp_tiny_to_zero(rng):
