@@ -601,7 +601,8 @@ def logsumexp(a, axis=-1):
     m = np.max(a, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)  # all -inf: shift by 0 instead
     with np.errstate(divide="ignore"):
-        # (exp of a - m, with the terms below 1e-304 as 0: they could not change the sum)
+        # (exp of a - m, with the terms below 1e-304 as 0: next to the largest, 1, they
+        # change the sum by round-off at most)
         return np.squeeze(m, axis=axis) + np.log(np.sum(_exp_tiny_to_zero(a - m), axis=axis))
 
 
@@ -914,7 +915,8 @@ def _m_step(X_one, resp, eps, previous, radius):
     ``X_one`` holds the rows ``[x_i, 1]`` (``_with_ones(X)``), which the scatter gathers.
     ``radius >= max_i ||x_i||`` bounds what the rows the scatter leaves out can add (see
     ``_weighted_scatter``).  ``previous = (means, eighs)`` is the model of the E-step, or
-    None: a component without data keeps its mean and covariance from it.
+    None: a component without data keeps its mean and eigendecomposition from it (``eighs``
+    needs them only for such components: ``m_step`` passes None for the others).
     """
     n, K = resp.shape
     nk = resp.sum(axis=0)  # N_k = sum_i r_ik
@@ -923,14 +925,14 @@ def _m_step(X_one, resp, eps, previous, radius):
     # _weighted_scatter): the previous means, or without them the new means themselves.
     X = X_one[:, :-1]
     if previous is not None:
-        centres = previous[0]
+        centres, previous_eighs = previous
     else:
         centres = (resp.T.astype(X.dtype) @ X).astype(np.float64) / nk[:, None]
     means, eighs = np.empty((K, X.shape[1])), []
     for k in range(K):
         if nk[k] < _MIN_MASS:  # no data left: keep the old component
-            means[k] = previous[0][k]
-            eighs.append(previous[1][k])
+            means[k] = centres[k]
+            eighs.append(previous_eighs[k])
         else:  # mu_k = (1/N_k) sum_i r_ik x_i,  S_k = (1/N_k) sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T
             means[k], scatter = _weighted_scatter(X_one, resp[:, k], centres[k], eps, radius)
             eighs.append(_clipped_eigh(scatter / nk[k], eps))  # S_k = U D U^T, D clipped at eps
@@ -1098,6 +1100,9 @@ def fit_gmm(
     # float32 needs), in the requested precision, and shift the means back at the end.
     offset = X.mean(axis=0)
     Xc_one = _with_ones(X, offset, dtype)  # rows [x_i - offset, 1], for the M-step's scatter
+    if dtype == np.float32 and not _float32_holds(Xc_one[:, :-1], X, offset):
+        _warn_float32("centred data (rounded to float32, its rows would not keep their norms)")
+        dtype, Xc_one = np.dtype(np.float64), _with_ones(X, offset)
     Xc = Xc_one[:, :-1]
     # What the loop carries from one iteration to the next, all in plain sight: the
     # model, as its weights, its means and the eigendecompositions `eighs` of its
@@ -1673,7 +1678,7 @@ _BLOCK = 4096
 _SCATTER_BLOCK = 2048
 
 #: Rows per block in the E-step, at most: a block of rows and its product with every
-#: component (1,024 x 1,074 numbers on MNIST, 4.4 MiB in float32) stay in the last-level
+#: component (1,024 x 1,074 numbers on MNIST, 4.2 MiB in float32) stay in the last-level
 #: cache while they are squared and summed (512 rows were 4% to 9% slower, 2,048 slower
 #: still).  With many components the block is shorter, so that the product holds at most
 #: ``_ESTEP_CELLS`` numbers.
@@ -1698,16 +1703,16 @@ _F32_RTOL = 1e-3
 _F32_SCATTER_RTOL = 1e-2
 
 
-def _row_sq_norms(X):
-    """Squared norm of each row, shape (n_samples,), float64::
+def _row_sq_norms(X, offset=0.0):
+    """Squared norm of each row of ``X - offset``, shape (n_samples,), float64::
 
-        out == (X.astype(np.float64) ** 2).sum(1)
+        out == ((X.astype(np.float64) - offset) ** 2).sum(1)
 
     Block by block, so that a float32 ``X`` is never copied whole to float64.
     """
     out = np.empty(X.shape[0])
     for start in range(0, X.shape[0], _BLOCK):
-        part = X[start : start + _BLOCK].astype(np.float64, copy=False)
+        part = X[start : start + _BLOCK].astype(np.float64, copy=False) - offset
         out[start : start + _BLOCK] = np.einsum("ij,ij->i", part, part)
     return out
 
@@ -1826,7 +1831,7 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
 
 
 def _exp_tiny_to_zero(a):
-    """``exp(a)``, with the results below ``exp(-700)`` (1e-304) set to 0::
+    """``exp(a)``, with the results at or below ``exp(-700)`` (1e-304) set to 0::
 
         out == np.where(a <= -700, 0, np.exp(a))   (nan stays nan)
 
@@ -1835,7 +1840,7 @@ def _exp_tiny_to_zero(a):
     slowly (see ``_negligible_to_zero``): in 256 dimensions most responsibilities are
     that small (on MNIST 31% of them are below 1e-307), and ``np.exp`` of them took 6.5 ms
     where this takes 1.5 ms (60,000 x 10).  A sum with a term ``exp(0) = 1``, as in
-    ``logsumexp``, is the same to the last bit.
+    ``logsumexp``, changes by round-off at most (in practice not at all).
     """
     return np.exp(np.maximum(a, -700.0)) * (a > -700.0)  # (nan: nan * 0 is nan)
 
@@ -1884,6 +1889,20 @@ def _maha_roundoff(row_sq_norms, sq_dist, mean, floor, d):
     )
 
 
+def _float32_holds(Xc, X, offset):
+    """Whether float32 can hold the fit's data: ``Xc``, the float32 rounding of ``X - offset``,
+    keeps each row's norm to 1e-5 relative (rounding alone changes it by 1.2e-7 at most),
+    and the products of the fit stay in float32's range (the largest ``||x_i||^2`` between
+    ``tiny / eps``, 1e-31, and ``max / (4 d)``, as in ``_log_gaussians``).  Outside that range
+    the rows underflow or overflow, or their products do, and a float32 fit would run on
+    numbers that are not the data."""
+    exact = _row_sq_norms(X, offset)
+    f32 = np.finfo(np.float32)
+    largest = float(np.max(exact, initial=0.0))
+    in_range = largest == 0 or f32.tiny / f32.eps <= largest <= f32.max / (4 * X.shape[1])
+    return in_range and bool(np.allclose(_row_sq_norms(Xc), exact, rtol=1e-5, atol=0))
+
+
 def _warn_float32(what):
     warnings.warn(
         f"dtype=float32 cannot compute the {what} to the promised accuracy (features on very "
@@ -1898,13 +1917,16 @@ def _warn_float32(what):
 def _with_ones(X, offset=0.0, dtype=None):
     """The rows ``[x_i - offset, 1]``, shape (n_samples, n_features + 1), in ``dtype`` (X's by default)::
 
-        out == np.hstack([np.subtract(X, offset, dtype=dtype), np.ones((len(X), 1), dtype)])
+        out == np.hstack([X - offset, np.ones((len(X), 1))]).astype(dtype)
 
-    in one pass.  The M-step's scatter gathers whole rows of it (``_weighted_scatter``).
+    in one pass: the difference is taken in the precision of ``X`` and ``offset`` and
+    rounded once (rounding ``X`` to float32 before subtracting would lose the digits of
+    data far from the origin).  The M-step's scatter gathers whole rows of it
+    (``_weighted_scatter``).
     """
     dtype = X.dtype if dtype is None else np.dtype(dtype)
     out = np.empty((X.shape[0], X.shape[1] + 1), dtype=dtype)
-    np.subtract(X, offset, out=out[:, :-1], dtype=dtype)
+    np.subtract(X, offset, out=out[:, :-1], casting="same_kind")
     out[:, -1] = 1
     return out
 

@@ -323,16 +323,21 @@ def test_float32_scatter_falls_back_when_it_would_err_beyond_eps(rng):
     np.testing.assert_allclose(S32, S64, rtol=1e-12, atol=1e-12 * np.abs(S64).max())
 
 
+@pytest.mark.parametrize("x_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("dtype", [None, np.float32, np.float64])
-def test_with_ones(rng, dtype):
-    # its one-line meaning: [X - offset, 1], computed in dtype as np.subtract(..., dtype=) does
-    X = rng.normal(size=(50, 7)) * 1e3
-    offset = rng.normal(size=7)
+def test_with_ones(rng, x_dtype, dtype):
+    # its one-line meaning: [X - offset, 1], the difference rounded once to dtype
+    X = (rng.normal(size=(50, 7)) + 1e7).astype(x_dtype)
+    offset = X.astype(np.float64).mean(axis=0)
     got = helpers._with_ones(X, offset, dtype)
-    want = dtype or X.dtype
-    expected = np.hstack([np.subtract(X, offset, dtype=want), np.ones((50, 1), want)])
+    want = dtype or x_dtype
+    expected = np.hstack([X - offset, np.ones((50, 1))]).astype(want)
     assert got.dtype == want
     np.testing.assert_array_equal(got, expected)
+    # far from the origin, rounding X to float32 before subtracting would keep no digit
+    if x_dtype == np.float64 and want == np.float32:
+        np.testing.assert_allclose(got[:, :-1], X - offset, rtol=1e-6)
+        assert not np.allclose(np.subtract(X, offset, dtype=np.float32), X - offset, rtol=1e-2)
 
 
 def test_exp_tiny_to_zero(rng):
@@ -350,8 +355,9 @@ def test_exp_tiny_to_zero(rng):
     assert got[a > -700].min() > 0  # nothing above the flush point is lost
 
 
-def test_logsumexp_bit_for_bit_with_the_plain_formula(rng):
-    # the terms _exp_tiny_to_zero drops are below 1e-304 next to the largest, exp(0) = 1
+def test_logsumexp_equals_the_plain_formula(rng):
+    # the terms _exp_tiny_to_zero drops are below 1e-304 next to the largest, exp(0) = 1:
+    # on these rows (and on any not built to sit on a rounding boundary) to the last bit
     a = rng.normal(size=(2000, 12)) * 400.0
     a[:5] = -np.inf  # rows of only -inf (weight-0 components)
     a[5:50, 3] = -np.inf
