@@ -921,9 +921,9 @@ def _m_step(X_one, resp, eps, previous, radius):
     n, K = resp.shape
     nk = resp.sum(axis=0)  # N_k = sum_i r_ik
     weights = nk / n  # pi_k = N_k / n
+    X = X_one[:, :-1]
     # Points near the new means, about which the scatter is summed (round-off only, see
     # _weighted_scatter): the previous means, or without them the new means themselves.
-    X = X_one[:, :-1]
     if previous is not None:
         centres, previous_eighs = previous
     else:
