@@ -561,24 +561,25 @@ def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
     """
     X, gmm, eps = _check_X_gmm_eps(X, gmm, eps)
     eighs = [clipped_eigh(cov, eps) for cov in gmm.covariances]  # checked: PSD
-    X, gmm = _centred(X, gmm)
-    return _log_prob(X, gmm.weights, gmm.means, eighs, _row_sq_norms(X))
+    X_one, means = _centred(X, gmm.means)
+    return _log_prob(X_one, gmm.weights, means, eighs, _row_sq_norms(X_one[:, :-1]))
 
 
-def _centred(X, gmm):
-    """``X`` and the means shifted by the mean of ``X``: the log-densities do not change, and
+def _centred(X, means):
+    """The rows ``[x_i - offset, 1]`` (``_with_ones``) and the means shifted by the same
+    offset, the mean of ``X``: the log-densities do not change, and
     ``||x - mu||^2 = ||x||^2 - 2 x.mu + ||mu||^2`` (in ``_log_gaussians``) stays accurate
     for data far from the origin."""
     offset = X.mean(axis=0)
-    return X - offset, gmm._replace(means=gmm.means - offset)
+    return _with_ones(X, offset), means - offset
 
 
-def _log_prob(X, weights, means, eighs, row_sq_norms):
+def _log_prob(X_one, weights, means, eighs, row_sq_norms):
     """``a_ik = log pi_k + log N(x_i | mu_k, Sigma_k)``, ``Sigma_k = U diag(lam) U^T`` from ``eighs[k]``."""
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)  # log pi_k (-inf if 0)
     with np.errstate(over="ignore", invalid="ignore"):  # extreme scales: caught later
-        return log_weights + _log_gaussians(X, means, eighs, row_sq_norms)  # + log N(x_i | ...)
+        return log_weights + _log_gaussians(X_one, means, eighs, row_sq_norms)  # + log N(x_i | ...)
 
 
 def logsumexp(a, axis=-1):
@@ -637,14 +638,15 @@ def e_step(X, gmm, eps=DEFAULT_EPS):
     """
     X, gmm, eps = _check_X_gmm_eps(X, gmm, eps)
     eighs = [clipped_eigh(cov, eps) for cov in gmm.covariances]  # checked: PSD
-    X, gmm = _centred(X, gmm)
-    return _e_step(X, gmm.weights, gmm.means, eighs, _row_sq_norms(X))
+    X_one, means = _centred(X, gmm.means)
+    return _e_step(X_one, gmm.weights, means, eighs, _row_sq_norms(X_one[:, :-1]))
 
 
-def _e_step(X, weights, means, eighs, row_sq_norms):
+def _e_step(X_one, weights, means, eighs, row_sq_norms):
     """The E-step's formulas for the model ``pi_k = weights[k]``, ``mu_k = means[k]`` and
-    ``Sigma_k = U diag(lam) U^T`` with ``lam, U = eighs[k]``; ``row_sq_norms = ||x_i||^2``."""
-    log_prob = _log_prob(X, weights, means, eighs, row_sq_norms)  # a_ik, shape (n, K)
+    ``Sigma_k = U diag(lam) U^T`` with ``lam, U = eighs[k]``, on the rows ``[x_i, 1]`` of
+    ``X_one``; ``row_sq_norms = ||x_i||^2``."""
+    log_prob = _log_prob(X_one, weights, means, eighs, row_sq_norms)  # a_ik, shape (n, K)
     log_norm = _check_finite_log(logsumexp(log_prob, axis=1))  # log p(x_i), shape (n,)
     resp = _exp_tiny_to_zero(log_prob - log_norm[:, None])  # r_ik = exp(a_ik - log p(x_i))
     return resp, float(np.mean(log_norm))  # (r, (1/n) sum_i log p(x_i))
@@ -1103,17 +1105,19 @@ def fit_gmm(
     # EM is translation invariant: work on centred data (smaller numbers, which
     # float32 needs), in the requested precision, and shift the means back at the end.
     offset = X.mean(axis=0)
-    Xc_one = _with_ones(X, offset, dtype)  # rows [x_i - offset, 1], for the M-step's scatter
-    if dtype == np.float32 and not _float32_holds(Xc_one[:, :-1], X, offset):
-        _warn_float32("centred data (rounded to float32, its rows would not keep their norms)")
-        dtype, Xc_one = np.dtype(np.float64), _with_ones(X, offset)
+    Xc_one = _with_ones(X, offset, dtype)  # the rows [x_i - offset, 1] both steps read
+    row_sq_norms = _row_sq_norms(Xc_one[:, :-1])  # ||x_i||^2
+    if dtype == np.float32:
+        exact = _row_sq_norms(X, offset)  # the same, from the float64 data
+        if not _float32_holds(row_sq_norms, exact, d):
+            _warn_float32("centred data (rounded to float32, its rows would not keep their norms)")
+            Xc_one, row_sq_norms = _with_ones(X, offset), exact
     Xc = Xc_one[:, :-1]
     # What the loop carries from one iteration to the next, all in plain sight: the
     # model, as its weights, its means and the eigendecompositions `eighs` of its
     # covariances (made by the M-step, used by the next E-step; the covariances
-    # themselves are built once, at the end), and two constants of the data: ||x_i||^2
-    # and the radius max_i ||x_i||.
-    row_sq_norms = _row_sq_norms(Xc)
+    # themselves are built once, at the end), and three constants of the data: the rows
+    # [x_i, 1], ||x_i||^2 and the radius max_i ||x_i||.
     radius = _data_radius(row_sq_norms)
     _check_eps_scale(eps, float(np.mean(row_sq_norms)), d, "X")
     _warn_if_eps_exceeds_variance(Xc, row_sq_norms, eps)
@@ -1121,7 +1125,7 @@ def fit_gmm(
     eighs = [_clipped_eigh(cov, eps) for cov in start.covariances]  # clipped at eps too
     history, collapsed = [], set()
     for it in range(max_iter + 1):
-        resp, loglik = _e_step(Xc, weights, means, eighs, row_sq_norms)
+        resp, loglik = _e_step(Xc_one, weights, means, eighs, row_sq_norms)
         history.append(loglik)
         if verbose and it % verbose == 0:
             print(f"iteration {it:3d}: mean log-likelihood {loglik:.1f}")
@@ -1726,10 +1730,11 @@ def _data_radius(row_sq_norms):
     return float(np.sqrt(np.max(row_sq_norms))) * (1 + 1e-12) if row_sq_norms.size else 0.0
 
 
-def _log_gaussians(X, means, eighs, row_sq_norms):
+def _log_gaussians(X_one, means, eighs, row_sq_norms):
     """Log-densities of every row under every component, shape (n_samples, n_components).
 
-    Exactly, with ``lam, U = eighs[k]`` (ascending eigenvalues, as from ``clipped_eigh``)::
+    Exactly, with ``lam, U = eighs[k]`` (ascending eigenvalues, as from ``clipped_eigh``)
+    and ``X = X_one[:, :-1]``::
 
         out[:, k] == -0.5 * (d * np.log(2 * np.pi) + np.log(lam).sum() + (((X - means[k]) @ U / np.sqrt(lam)) ** 2).sum(1))
 
@@ -1752,12 +1757,14 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
     are squared and summed.  The product is taken transposed, ``W^T [x_i, 1]^T``, so that
     each component's part of it is one contiguous slab, squared and summed down its
     columns (faster than along its rows).  With float32 ``X`` the product runs in
-    float32; the rest is float64.  The expansion of ``||v||^2`` is accurate for centred data: callers
-    (``e_step``, ``gmm_log_prob``, ``fit_gmm``) pass ``X`` and the means shifted by the mean of ``X``.
+    float32; the rest is float64.  The expansion of ``||v||^2`` is accurate for centred
+    data: callers (``e_step``, ``gmm_log_prob``, ``fit_gmm``) pass the rows and the means
+    shifted by the mean of ``X``.
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features), float32 or float64
+    X_one : ndarray of shape (n_samples, n_features + 1), float32 or float64
+        The rows ``[x_i, 1]`` (``_with_ones(X)``), the left factor of the product.
     means : ndarray of shape (n_components, n_features)
     eighs : list of (lam, U)
         Per component: eigenvalues, ascending, shape (n_features,), and
@@ -1769,6 +1776,7 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
     -------
     out : ndarray of shape (n_samples, n_components), float64
     """
+    X = X_one[:, :-1]
     n, d = X.shape
     K = len(eighs)
     means = np.asarray(means, dtype=np.float64)
@@ -1797,12 +1805,10 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
     sq_proj = np.empty((K, n))  # ||(x_i - mu_k) G_k||^2
     cross = np.empty((K, n))  # x_i . mu_k
     block = min(n, _ESTEP_BLOCK, max(1, _ESTEP_CELLS // Wt.shape[0]))
-    rows_one = np.ones((block, d + 1), dtype=X.dtype)  # [x_i, 1]
     Y = np.empty((Wt.shape[0], block), dtype=X.dtype)
     for start in range(0, n, block):
         m = min(block, n - start)
-        rows_one[:m, :d] = X[start : start + m]
-        np.matmul(Wt, rows_one[:m].T, out=Y[:, :m])
+        np.matmul(Wt, X_one[start : start + m].T, out=Y[:, :m])
         for k in range(K):
             Z = Y[edges[k] : edges[k + 1], :m]
             sq_proj[k, start : start + m] = np.einsum("ij,ij->j", Z, Z)
@@ -1819,8 +1825,7 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
         # the bound is a round-off estimate within float32's range: a product that left it
         # (x . mu_k overflowing, or subnormal) is not covered, so its component is redone
         scale = np.maximum(np.max(row_sq_norms, initial=0.0), mean_sq_norms)
-        f32 = np.finfo(np.float32)
-        out_of_range = (scale > f32.max / (4 * d)) | ((scale < f32.tiny / f32.eps) & (scale > 0))
+        out_of_range = ~_in_float32_range(scale, d) & (scale > 0)
         imprecise = np.flatnonzero(
             (~(bound <= _F32_RTOL * (d + np.abs(maha)))).any(axis=0) | out_of_range
         ).tolist()
@@ -1829,7 +1834,7 @@ def _log_gaussians(X, means, eighs, row_sq_norms):
     if imprecise:  # float32 cannot hold them: redo in float64
         _warn_float32(f"log-densities of components {imprecise}")
         out[:, imprecise] = _log_gaussians(
-            X.astype(np.float64), means[imprecise], [eighs[k] for k in imprecise], row_sq_norms
+            X_one.astype(np.float64), means[imprecise], [eighs[k] for k in imprecise], row_sq_norms
         )
     return out
 
@@ -1893,18 +1898,25 @@ def _maha_roundoff(row_sq_norms, sq_dist, mean, floor, d):
     )
 
 
-def _float32_holds(Xc, X, offset):
-    """Whether float32 can hold the fit's data: ``Xc``, the float32 rounding of ``X - offset``,
-    keeps each row's norm to 1e-5 relative (rounding alone changes it by 1.2e-7 at most),
-    and the products of the fit stay in float32's range (the largest ``||x_i||^2`` between
-    ``tiny / eps``, 1e-31, and ``max / (4 d)``, as in ``_log_gaussians``).  Outside that range
-    the rows underflow or overflow, or their products do, and a float32 fit would run on
-    numbers that are not the data."""
-    exact = _row_sq_norms(X, offset)
-    f32 = np.finfo(np.float32)
+def _float32_holds(row_sq_norms, exact, d):
+    """Whether float32 can hold the fit's data: its rows, rounded to float32, keep their
+    squared norms ``row_sq_norms`` to 1e-5 of the ``exact`` ones (rounding alone changes
+    them by 2.4e-7 at most), and their products stay in float32's range
+    (``_in_float32_range``).  Outside that range the rows underflow or overflow, or their
+    products do, and a float32 fit would run on numbers that are not the data."""
     largest = float(np.max(exact, initial=0.0))
-    in_range = largest == 0 or f32.tiny / f32.eps <= largest <= f32.max / (4 * X.shape[1])
-    return in_range and bool(np.allclose(_row_sq_norms(Xc), exact, rtol=1e-5, atol=0))
+    return bool(
+        (largest == 0 or _in_float32_range(largest, d))
+        and np.allclose(row_sq_norms, exact, rtol=1e-5, atol=0)
+    )
+
+
+def _in_float32_range(sq_norm, d):
+    """Whether float32 products of vectors of squared norm ``sq_norm`` (> 0) in ``d``
+    dimensions neither overflow nor fall to subnormal numbers:
+    ``tiny / eps <= sq_norm <= max / (4 d)`` (1e-31 and 8.5e37 / d)."""
+    f32 = np.finfo(np.float32)
+    return (f32.tiny / f32.eps <= sq_norm) & (sq_norm <= f32.max / (4 * d))
 
 
 def _warn_float32(what):
@@ -1925,8 +1937,9 @@ def _with_ones(X, offset=0.0, dtype=None):
 
     in one pass: the difference is taken in the precision of ``X`` and ``offset`` and
     rounded once (rounding ``X`` to float32 before subtracting would lose the digits of
-    data far from the origin).  The M-step's scatter gathers whole rows of it
-    (``_weighted_scatter``).
+    data far from the origin).  Both steps read the data this way: the E-step's product
+    takes the 1 as its constant row (``_log_gaussians``), and the M-step's scatter gathers
+    whole rows (``_weighted_scatter``).
     """
     dtype = X.dtype if dtype is None else np.dtype(dtype)
     out = np.empty((X.shape[0], X.shape[1] + 1), dtype=dtype)

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,12 @@ def printed(capsys):
         return capsys.readouterr().out
 
     return call
+
+
+def with_float32_warning(fn, *args, **kwargs):
+    """(fn(*args, **kwargs), whether it raised a Float32PrecisionWarning): the float32 tests
+    check that the result is right, and whether float32 said it fell back."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    return result, any(issubclass(w.category, helpers.Float32PrecisionWarning) for w in caught)

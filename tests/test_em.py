@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import data_and_k, make_blobs, requires_mnist
+from conftest import data_and_k, make_blobs, requires_mnist, with_float32_warning
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -676,16 +676,14 @@ def test_float32_never_lies(seed):
     history is the true log-likelihood of its models within the stated tolerance, and never
     falls by more than it, or a Float32PrecisionWarning says that float64 took over."""
     X, K, eps, init = _adversarial_case(seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        g32, h32 = helpers.fit_gmm(
-            X, K, init=init, eps=eps, rng=seed, max_iter=12, tol=0, dtype=np.float32
-        )
+    (g32, h32), warned = with_float32_warning(
+        helpers.fit_gmm, X, K, init=init, eps=eps, rng=seed, max_iter=12, tol=0, dtype=np.float32
+    )
     # where float32 said it could not keep its promise (and computed in float64), the
     # result must be right all the same
     tol = _f32_tolerance(X, g32, eps)
     assert abs(h32[-1] - helpers.gmm_loglik(X, g32, eps=eps)) <= tol
-    if not any(issubclass(w.category, helpers.Float32PrecisionWarning) for w in caught):
+    if not warned:
         assert np.all(np.diff(h32) >= -2 * tol)
 
 
@@ -700,10 +698,9 @@ def test_float32_data_outside_float32_range_or_digits(scale, offset):
     X = np.random.default_rng(4).normal(size=(150, 3)) * scale + offset
     eps = 1e-3 * scale**2
     g64, h64 = helpers.fit_gmm(X, 2, eps=eps, rng=0, max_iter=6, tol=0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        g32, h32 = helpers.fit_gmm(X, 2, eps=eps, rng=0, max_iter=6, tol=0, dtype=np.float32)
-    warned = any(issubclass(w.category, helpers.Float32PrecisionWarning) for w in caught)
+    (g32, h32), warned = with_float32_warning(
+        helpers.fit_gmm, X, 2, eps=eps, rng=0, max_iter=6, tol=0, dtype=np.float32
+    )
     assert warned == (scale < 1e-16 or scale > 1e18)
     np.testing.assert_allclose(h32, h64, rtol=1e-4, atol=1e-4)
 

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import make_blobs
+from conftest import make_blobs, with_float32_warning
 
 import helpers
 
@@ -45,7 +45,7 @@ def test_log_gaussians_float64(rng, n_low):
     eighs = clipped_eighs(rng, 3, 32, 1e-3, n_low)
     expected = log_gaussians_reference(X, means, eighs)
     np.testing.assert_allclose(
-        helpers._log_gaussians(X, means, eighs, helpers._row_sq_norms(X)),
+        helpers._log_gaussians(helpers._with_ones(X), means, eighs, helpers._row_sq_norms(X)),
         expected,
         rtol=1e-11,
         atol=1e-9,
@@ -64,7 +64,9 @@ def test_log_gaussians_mixed_components_and_short_blocks(rng, monkeypatch, dtype
     Xd = X.astype(dtype)
     for cells in (helpers._ESTEP_CELLS, 700):
         monkeypatch.setattr(helpers, "_ESTEP_CELLS", cells)
-        got = helpers._log_gaussians(Xd, means, eighs, helpers._row_sq_norms(Xd))
+        got = helpers._log_gaussians(
+            helpers._with_ones(Xd), means, eighs, helpers._row_sq_norms(Xd)
+        )
         np.testing.assert_allclose(got, expected, rtol=rtol)
 
 
@@ -74,7 +76,7 @@ def test_log_gaussians_float32(rng):
     eighs = clipped_eighs(rng, 2, 32, 1e-2, 12)
     expected = log_gaussians_reference(X, means, eighs)
     X32 = X.astype(np.float32)
-    got = helpers._log_gaussians(X32, means, eighs, helpers._row_sq_norms(X32))
+    got = helpers._log_gaussians(helpers._with_ones(X32), means, eighs, helpers._row_sq_norms(X32))
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
@@ -92,7 +94,9 @@ def test_log_gaussians_uses_fewer_columns_when_clipped(rng, monkeypatch):
         return real_matmul(a, b, *args, **kwargs)
 
     monkeypatch.setattr(helpers.np, "matmul", spy)
-    helpers._log_gaussians(X, np.zeros((2, 32)), eighs, helpers._row_sq_norms(X))
+    helpers._log_gaussians(
+        helpers._with_ones(X), np.zeros((2, 32)), eighs, helpers._row_sq_norms(X)
+    )
     assert shapes == [((12 + 32 + 2, 33), (33, 100))]  # 12 unclipped + 32 (no clipping) + x . mu_k
 
 
@@ -296,12 +300,12 @@ def test_maha_roundoff_bounds_the_float32_error(rng, cond):
     X32 = X64.astype(np.float32)
     eighs = [(lam, Q)]
     sq = helpers._row_sq_norms(X64)
-    exact = helpers._log_gaussians(X64, mean[None], eighs, sq)[:, 0]
+    exact = helpers._log_gaussians(helpers._with_ones(X64), mean[None], eighs, sq)[:, 0]
     bound = helpers._maha_roundoff(sq, ((X64 - mean) ** 2).sum(1), mean, lam[0], d)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = helpers._log_gaussians(X32, mean[None], eighs, sq)[:, 0]
-    fell_back = any(issubclass(w.category, helpers.Float32PrecisionWarning) for w in caught)
+    got, fell_back = with_float32_warning(
+        helpers._log_gaussians, helpers._with_ones(X32), mean[None], eighs, sq
+    )
+    got = got[:, 0]
     if cond <= 1e2:
         assert not fell_back  # well conditioned: float32 keeps its promise
     if fell_back:
@@ -414,9 +418,13 @@ def test_log_gaussians_with_subnormal_eigenvector_entries(rng):
     X = rng.normal(size=(2000, d)) * np.sqrt(lam) @ Q.T
     X[:, :4] = 0.0
     eighs = [(lam, Q)]
-    exact = helpers._log_gaussians(X, np.zeros((1, d)), eighs, helpers._row_sq_norms(X))
+    exact = helpers._log_gaussians(
+        helpers._with_ones(X), np.zeros((1, d)), eighs, helpers._row_sq_norms(X)
+    )
     X32 = X.astype(np.float32)
-    got = helpers._log_gaussians(X32, np.zeros((1, d)), eighs, helpers._row_sq_norms(X32))
+    got = helpers._log_gaussians(
+        helpers._with_ones(X32), np.zeros((1, d)), eighs, helpers._row_sq_norms(X32)
+    )
     maha = -2 * exact - (d * np.log(2 * np.pi) + np.log(lam).sum())
     assert np.all(np.abs(got - exact) <= helpers._F32_RTOL * (d + maha) / 2)  # the guarantee
 
@@ -433,14 +441,15 @@ def test_float32_log_gaussians_at_extreme_scales_keep_the_promise_or_warn(rng, s
         A = rng.normal(size=(d, d))
         lam, U = np.linalg.eigh(A @ A.T / d * scale**2)
         eighs.append((np.maximum(lam, lam[9]), U))  # ten directions at the floor
-    exact = helpers._log_gaussians(X, means, eighs, helpers._row_sq_norms(X))
+    exact = helpers._log_gaussians(helpers._with_ones(X), means, eighs, helpers._row_sq_norms(X))
     X32 = X.astype(np.float32)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = helpers._log_gaussians(X32, means, eighs, helpers._row_sq_norms(X32))
-    warned = any(issubclass(w.category, helpers.Float32PrecisionWarning) for w in caught)
+    got, warned = with_float32_warning(
+        helpers._log_gaussians, helpers._with_ones(X32), means, eighs, helpers._row_sq_norms(X32)
+    )
     X32_64 = X32.astype(np.float64)  # what float32 holds of the data
-    held = helpers._log_gaussians(X32_64, means, eighs, helpers._row_sq_norms(X32_64))
+    held = helpers._log_gaussians(
+        helpers._with_ones(X32_64), means, eighs, helpers._row_sq_norms(X32_64)
+    )
     logdet = np.array([np.log(lam).sum() for lam, _ in eighs])
     maha = -2 * held - (d * np.log(2 * np.pi) + logdet)
     assert np.all(np.isfinite(got))

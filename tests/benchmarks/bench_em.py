@@ -82,8 +82,8 @@ def irreducible_bound(X, gmm, eps, dtype, repeats, block=512, clock=time.perf_co
     Sigma_k above eps, and the SYRK ``A_k^T A_k`` of the rows of X whose responsibility
     exceeds 1e-12, in ``dtype``.  The E-step products are timed three ways, the same
     arithmetic each: K products of the whole data, K products per block of ``block``
-    rows, and one product per block with all K matrices side by side (which is what
-    helpers does).  Returns ({way: E seconds}, M seconds, ranks, rows kept per component).
+    rows, and one product per block with all K matrices side by side (as helpers does it,
+    there transposed and in blocks of 1,024 rows).  Returns ({way: E seconds}, M seconds, ranks, rows kept per component).
     """
     Xc = np.ascontiguousarray(X - X.mean(axis=0), dtype=dtype)
     resp = helpers.e_step(X, gmm, eps)[0]
