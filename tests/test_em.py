@@ -724,3 +724,26 @@ def test_float32_on_mnist_needs_no_fallback(mnist_train):
         _, h32 = helpers.fit_gmm(X, 5, rng=0, max_iter=4, tol=0, dtype=np.float32)
     _, h64 = helpers.fit_gmm(X, 5, rng=0, max_iter=4, tol=0)
     np.testing.assert_allclose(h32, h64, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_em_gives_the_same_numbers_whatever_the_thread_count(monkeypatch, dtype):
+    """From one start, one BLAS thread, this machine's threads and 3 threads give the same
+    model and history, to the last bit (every product of the loop runs on one BLAS thread)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(8)
+    n, d, K = 4000, 256, 3
+    X = rng.random((n, d)) * (rng.random(d) < 0.8)  # some features always zero (clipped)
+    start = helpers.GMM(np.full(K, 1 / K), X[:K], np.broadcast_to(np.cov(X.T), (K, d, d)))
+    fits = []
+    with threadpool_limits(1):
+        fits.append(helpers.fit_gmm(X, K, init=start, max_iter=4, tol=0, dtype=dtype))
+    fits.append(helpers.fit_gmm(X, K, init=start, max_iter=4, tol=0, dtype=dtype))
+    monkeypatch.setattr(helpers, "_blas_threads", lambda: 3)
+    fits.append(helpers.fit_gmm(X, K, init=start, max_iter=4, tol=0, dtype=dtype))
+    (g1, h1), others = fits[0], fits[1:]
+    for g, h in others:
+        np.testing.assert_array_equal(h, h1)
+        for a, b in zip(g, g1):
+            np.testing.assert_array_equal(a, b)

@@ -2,6 +2,8 @@
 docstring, the M-step's skipping of negligible rows, the float32 round-off bound and its
 fallback, and the kernels' lack of hidden state."""
 
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -477,3 +479,101 @@ def test_e_step_is_accurate_far_from_the_origin(rng):
     np.testing.assert_allclose(
         resp, np.exp(expected - helpers.logsumexp(expected)[:, None]), rtol=1e-8
     )
+
+
+# --- The calls side by side: _in_parallel and _in_row_chunks ---------------------------
+
+
+def _blas_threads_now():
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_in_parallel_is_the_list_comprehension(monkeypatch, threads):
+    monkeypatch.setattr(helpers, "_blas_threads", lambda: threads)
+    items = list(range(7))
+    # the late items finish first: the results still come in the order of the items
+    got = helpers._in_parallel(lambda i: (time.sleep(0.01 * (7 - i)), i * i)[1], items)
+    assert got == [i * i for i in items]
+    assert helpers._in_parallel(lambda i: i, []) == []
+
+
+def test_in_parallel_runs_side_by_side_with_one_blas_thread_each(monkeypatch):
+    # two calls that wait for each other finish only if they run at the same time
+    monkeypatch.setattr(helpers, "_blas_threads", lambda: 2)
+    barrier = threading.Barrier(2, timeout=10)
+    got = helpers._in_parallel(lambda i: (barrier.wait(), _blas_threads_now())[1], [0, 1])
+    assert all(threads and set(threads) == {1} for threads in got)  # one BLAS thread each
+    before = _blas_threads_now()
+    helpers._in_parallel(lambda i: None, [0, 1])
+    assert _blas_threads_now() == before  # BLAS has its threads back
+
+
+def test_in_parallel_raises_the_exception_of_a_call(monkeypatch):
+    monkeypatch.setattr(helpers, "_blas_threads", lambda: 2)
+
+    def fn(i):
+        if i == 3:
+            raise ValueError("item 3")
+        return i
+
+    with pytest.raises(ValueError, match="item 3"):
+        helpers._in_parallel(fn, range(6))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("threads, cells", [(2, None), (3, None), (7, 700), (64, None)])
+def test_in_row_chunks_equals_one_call(rng, monkeypatch, dtype, threads, cells):
+    # n not a multiple of the block, more threads than blocks, blocks of a few rows (few
+    # cells allowed): the E-step in chunks is the E-step on all the rows, to the last bit
+    from threadpoolctl import threadpool_limits
+
+    n, d, K = 5 * helpers._ESTEP_BLOCK + 37, 12, 3
+    X = rng.normal(size=(n, d))
+    means = rng.normal(scale=0.5, size=(K, d))
+    eighs = clipped_eighs(rng, K, d, 1e-3, 4)
+    weights = np.array([0.2, 0.3, 0.5])
+    if cells is not None:
+        monkeypatch.setattr(helpers, "_ESTEP_CELLS", cells)
+    X_one, sq = helpers._with_ones(X, dtype=dtype), helpers._row_sq_norms(X)
+    with threadpool_limits(1):
+        resp, log_norm = helpers._e_step(X_one, weights, means, eighs, sq)
+        log_prob = helpers._log_prob(X_one, weights, means, eighs, sq)
+    monkeypatch.setattr(helpers, "_blas_threads", lambda: threads)
+    got_resp, got_norm = helpers._in_row_chunks(
+        helpers._e_step, X_one, weights, means, eighs, row_sq_norms=sq
+    )
+    np.testing.assert_array_equal(got_resp, resp)
+    np.testing.assert_array_equal(got_norm, log_norm)
+    got = helpers._in_row_chunks(helpers._log_prob, X_one, weights, means, eighs, row_sq_norms=sq)
+    np.testing.assert_array_equal(got, log_prob)
+
+
+def test_float32_fallback_decided_chunk_by_chunk_keeps_the_promise(rng, monkeypatch):
+    # one chunk of rows needs float64 for a component, the other does not: each chunk keeps
+    # the guarantee, so the E-step in chunks does too
+    d, n = 8, 4 * helpers._ESTEP_BLOCK
+    eighs = [(np.full(d, 1e-3), np.eye(d))]
+    mean = np.zeros((1, d))
+    mean[0, 0] = 3e3  # far from the origin
+    X = rng.normal(size=(n, d)) * 0.03
+    X[: n // 2] += mean  # the first chunk's rows near the mean: ||x||^2 / f - ... cancels
+    X = X.astype(np.float32).astype(np.float64)  # (the data as float32 holds them)
+    sq = helpers._row_sq_norms(X)
+    exact = helpers._log_gaussians(helpers._with_ones(X), mean, eighs, sq)[:, 0]
+    maha = -2 * exact - (d * np.log(2 * np.pi) + d * np.log(1e-3))
+    X_one32 = helpers._with_ones(X, dtype=np.float32)
+    for rows, falls_back in ((slice(0, n // 2), True), (slice(n // 2, n), False)):
+        assert (
+            with_float32_warning(helpers._log_gaussians, X_one32[rows], mean, eighs, sq[rows])[1]
+            == falls_back
+        )
+    monkeypatch.setattr(helpers, "_blas_threads", lambda: 2)
+    got, warned = with_float32_warning(
+        helpers._in_row_chunks, helpers._log_gaussians, X_one32, mean, eighs, row_sq_norms=sq
+    )
+    assert warned
+    assert np.all(np.abs(got[:, 0] - exact) <= helpers._F32_RTOL * (d + maha) / 2)
+    np.testing.assert_allclose(got[: n // 2, 0], exact[: n // 2], rtol=1e-12)  # in float64

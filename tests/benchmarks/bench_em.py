@@ -128,23 +128,25 @@ def irreducible_bound(X, gmm, eps, dtype, repeats, block=512, clock=time.perf_co
     return e_times, best_time(scatter, repeats, clock)[0], ranks, kept
 
 
-def per_iteration(module, X, start, eps, dtype, repeats, clock=time.perf_counter):
-    """Seconds of one EM iteration of ``module.fit_gmm`` from ``start``: (t(4) - t(1)) / 3,
-    each the best of ``repeats`` fits, the fits of 1 and 4 iterations taken in turn (so that
-    a slower spell of a shared machine slows both)."""
-    g = module.GMM(start.weights, start.means, start.covariances)
-
-    def fit(m):
-        return lambda: module.fit_gmm(
-            X, len(g.weights), init=g, max_iter=m, tol=0, eps=eps, dtype=dtype
-        )
-
-    t1 = t4 = np.inf
+def per_iteration(modules, X, start, eps, dtype, repeats, clock=time.perf_counter):
+    """Seconds of one EM iteration of each module's ``fit_gmm`` from ``start``: (t(4) - t(1))
+    / 3, each the best of ``repeats`` fits, the fits of 1 and 4 iterations and the modules
+    taken in turn (so that a slower spell of a shared machine slows them all).  Returns
+    ({name: seconds}, {name: history}) for ``modules = {name: module}``."""
+    t1, t4, histories = dict.fromkeys(modules, np.inf), dict.fromkeys(modules, np.inf), {}
     for _ in range(repeats):
-        t1 = min(t1, best_time(fit(1), 1, clock)[0])
-        seconds, (_, history) = best_time(fit(4), 1, clock)
-        t4 = min(t4, seconds)
-    return (t4 - t1) / 3, history
+        for name, module in modules.items():
+            g = module.GMM(start.weights, start.means, start.covariances)
+
+            def fit(m, module=module, g=g):
+                return lambda: module.fit_gmm(
+                    X, len(g.weights), init=g, max_iter=m, tol=0, eps=eps, dtype=dtype
+                )
+
+            t1[name] = min(t1[name], best_time(fit(1), 1, clock)[0])
+            seconds, (_, histories[name]) = best_time(fit(4), 1, clock)
+            t4[name] = min(t4[name], seconds)
+    return {name: (t4[name] - t1[name]) / 3 for name in modules}, histories
 
 
 def iteration_table(X, K, eps, repeats, before=None, label="", clock=time.perf_counter):
@@ -158,13 +160,13 @@ def iteration_table(X, K, eps, repeats, before=None, label="", clock=time.perf_c
             X, after2, eps, dtype, repeats, clock=clock
         )
         bounds[bits] = (e_times, m_time)
-        rows[f"helpers float{bits}"], histories[bits] = per_iteration(
-            helpers, X, after2, eps, dtype, repeats, clock
-        )
+        modules = {"": helpers} if before is None else {"": helpers, f"@{label}": before}
+        seconds, fits = per_iteration(modules, X, after2, eps, dtype, repeats, clock)
+        for name in modules:
+            rows[f"helpers{name} float{bits}"] = seconds[name]
+        histories[bits] = fits[""]
         if before is not None:
-            rows[f"helpers@{label} float{bits}"], histories[f"before{bits}"] = per_iteration(
-                before, X, after2, eps, dtype, repeats, clock
-            )
+            histories[f"before{bits}"] = fits[f"@{label}"]
     print(
         f"after two iterations from the k-means start: unclipped ranks r_k {ranks}, "
         f"rows with r_ik > 1e-12 per component {kept}"
