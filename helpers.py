@@ -50,6 +50,7 @@ public function accepts torch tensors as well as arrays (detached, on the CPU).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -61,7 +62,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -566,7 +567,10 @@ def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
     eighs = [clipped_eigh(cov, eps) for cov in gmm.covariances]  # checked: PSD
     X_one, means = _centred(X, gmm.means)
     row_sq_norms = _row_sq_norms(X_one[:, :-1])
-    return _in_row_chunks(_log_prob, X_one, gmm.weights, means, eighs, row_sq_norms=row_sq_norms)
+    with _workers(X.size * X.shape[1]) as workers:
+        return _in_row_chunks(
+            workers, _log_prob, X_one, gmm.weights, means, eighs, row_sq_norms=row_sq_norms
+        )
 
 
 def _centred(X, means):
@@ -644,9 +648,10 @@ def e_step(X, gmm, eps=DEFAULT_EPS):
     eighs = [clipped_eigh(cov, eps) for cov in gmm.covariances]  # checked: PSD
     X_one, means = _centred(X, gmm.means)
     row_sq_norms = _row_sq_norms(X_one[:, :-1])
-    resp, log_norm = _in_row_chunks(
-        _e_step, X_one, gmm.weights, means, eighs, row_sq_norms=row_sq_norms
-    )
+    with _workers(X.size * X.shape[1]) as workers:
+        resp, log_norm = _in_row_chunks(
+            workers, _e_step, X_one, gmm.weights, means, eighs, row_sq_norms=row_sq_norms
+        )
     return resp, float(np.mean(log_norm))  # (r, (1/n) sum_i log p(x_i))
 
 
@@ -915,11 +920,12 @@ def m_step(X, resp, eps=DEFAULT_EPS, previous=None):
         ]
         previous = (previous.means, kept)
     radius = _data_radius(_row_sq_norms(X))
-    weights, means, eighs = _m_step(_with_ones(X), resp, eps, previous, radius)
-    return GMM(weights, means, _covariances(eighs))
+    with _workers(X.size * X.shape[1]) as workers:
+        weights, means, eighs = _m_step(_with_ones(X), resp, eps, previous, radius, workers)
+        return GMM(weights, means, _covariances(eighs, workers))
 
 
-def _m_step(X_one, resp, eps, previous, radius):
+def _m_step(X_one, resp, eps, previous, radius, workers):
     """The M-step's formulas; returns ``pi``, ``mu`` and the eigendecompositions ``(lam, U)`` of
     the covariances, ``Sigma_k = U diag(lam) U^T`` (built by ``_covariances``).
 
@@ -928,6 +934,7 @@ def _m_step(X_one, resp, eps, previous, radius):
     ``_weighted_scatter``).  ``previous = (means, eighs)`` is the model of the E-step, or
     None: a component without data keeps its mean and eigendecomposition from it (``eighs``
     needs them only for such components: ``m_step`` passes None for the others).
+    ``workers`` (``_workers``) computes the components side by side.
     """
     n, K = resp.shape
     nk = resp.sum(axis=0)  # N_k = sum_i r_ik
@@ -947,18 +954,18 @@ def _m_step(X_one, resp, eps, previous, radius):
         mean, scatter = _weighted_scatter(X_one, resp[:, k], centres[k], eps, radius)
         return mean, _clipped_eigh(scatter / nk[k], eps)  # S_k = U D U^T, D clipped at eps
 
-    means, eighs = zip(*_in_parallel(component, range(K)))  # (the components side by side)
+    means, eighs = zip(*workers.map(component, range(K)))  # (the components side by side)
     return weights, np.array(means), list(eighs)
 
 
-def _covariances(eighs):
+def _covariances(eighs, workers):
     """``Sigma_k = U max(D, eps) U^T`` from ``eighs[k] = (max(D, eps), U)``, shape (K, d, d)."""
 
     def covariance(eigh):
         lam, U = eigh
         return _symmetrize((U * lam) @ U.T)
 
-    return np.array(_in_parallel(covariance, eighs))  # (side by side)
+    return np.array(list(workers.map(covariance, eighs)))  # (side by side)
 
 
 def _init_gmm(X, K, init, rng, eps=DEFAULT_EPS):
@@ -1138,26 +1145,29 @@ def fit_gmm(
     # What the loop carries from one iteration to the next, all in plain sight: the
     # model, as its weights, its means and the eigendecompositions `eighs` of its
     # covariances (made by the M-step, used by the next E-step; the covariances
-    # themselves are built once, at the end), and three constants of the data: the rows
-    # [x_i, 1], ||x_i||^2 and the radius max_i ||x_i||.
+    # themselves are built once, at the end), three constants of the data: the rows
+    # [x_i, 1], ||x_i||^2 and the radius max_i ||x_i||, and the threads `workers` on which
+    # the steps run their calls side by side.
     radius = _data_radius(row_sq_norms)
     _check_eps_scale(eps, float(np.mean(row_sq_norms)), d, "X")
     _warn_if_eps_exceeds_variance(Xc, row_sq_norms, eps)
     weights, means = start.weights, start.means - offset
-    eighs = _in_parallel(lambda cov: _clipped_eigh(cov, eps), start.covariances)  # clipped too
     history, collapsed = [], set()
-    for it in range(max_iter + 1):
-        resp, log_norm = _in_row_chunks(
-            _e_step, Xc_one, weights, means, eighs, row_sq_norms=row_sq_norms
-        )
-        loglik = float(np.mean(log_norm))  # (1/n) sum_i log p(x_i)
-        history.append(loglik)
-        if verbose and it % verbose == 0:
-            print(f"iteration {it:3d}: mean log-likelihood {loglik:.1f}")
-        if it == max_iter or (tol > 0 and it > 0 and history[-1] - history[-2] < tol):
-            break
-        weights, means, eighs = _m_step(Xc_one, resp, eps, (means, eighs), radius)
-        collapsed.update(np.flatnonzero(weights * n < _MIN_MASS).tolist())  # N_k = n pi_k
+    with _workers(n * d * d) as workers:  # threads for the steps' calls side by side (section 9)
+        eighs = list(workers.map(lambda cov: _clipped_eigh(cov, eps), start.covariances))
+        for it in range(max_iter + 1):
+            resp, log_norm = _in_row_chunks(
+                workers, _e_step, Xc_one, weights, means, eighs, row_sq_norms=row_sq_norms
+            )
+            loglik = float(np.mean(log_norm))  # (1/n) sum_i log p(x_i)
+            history.append(loglik)
+            if verbose and it % verbose == 0:
+                print(f"iteration {it:3d}: mean log-likelihood {loglik:.1f}")
+            if it == max_iter or (tol > 0 and it > 0 and history[-1] - history[-2] < tol):
+                break
+            weights, means, eighs = _m_step(Xc_one, resp, eps, (means, eighs), radius, workers)
+            collapsed.update(np.flatnonzero(weights * n < _MIN_MASS).tolist())  # N_k = n pi_k
+        covariances = _covariances(eighs, workers)
     if collapsed:
         warnings.warn(
             f"components {sorted(collapsed)} lost (almost) all responsibility; they keep "
@@ -1166,7 +1176,7 @@ def fit_gmm(
             RuntimeWarning,
             stacklevel=2,
         )
-    means, covariances = means + offset, _covariances(eighs)
+    means = means + offset
     if not (np.isfinite(means).all() and np.isfinite(covariances).all()):
         raise ValueError(
             "the fit overflowed: X is on an extreme scale; rescale it (e.g. to [0, 1])"
@@ -1695,9 +1705,9 @@ def plot_gaussian_ellipses(
 # The heavy sums of sections 4 to 7, written for speed: blocked so that a block
 # of rows stays in cache, one BLAS call where the textbook form has a loop or a
 # temporary, float32 products when X is float32, and the EM steps' chunks of rows and
-# components side by side on the cores (``_in_parallel``).  Each docstring gives the
-# exact quantity as a one-line numpy expression; tests/test_kernels.py checks each one
-# against it.
+# components side by side on the cores (``_workers``, ``_in_row_chunks``).  Each
+# docstring gives the exact quantity as a one-line numpy expression;
+# tests/test_kernels.py checks each one against it.
 
 #: The M-step leaves out rows whose share of a scatter matrix is below this times the
 #: unit round-off of the working precision, relative to eps (see ``_weighted_scatter``).
@@ -1756,39 +1766,59 @@ def _data_radius(row_sq_norms):
     return float(np.sqrt(np.max(row_sq_norms))) * (1 + 1e-12) if row_sq_norms.size else 0.0
 
 
-def _blas_threads():
-    """The number of threads BLAS may use (its setting: ``OMP_NUM_THREADS=1`` makes it 1)."""
-    blas = ThreadpoolController().select(user_api="blas").lib_controllers
-    return max([lib.num_threads for lib in blas], default=1)
+def _blas_threads(blas):
+    """The number of threads the BLAS libraries ``blas`` may use (``OMP_NUM_THREADS=1``: 1)."""
+    return max([lib.num_threads for lib in blas.lib_controllers], default=1)
 
 
-def _in_parallel(fn, items):
-    """``[fn(item) for item in items]``, the calls shared out among as many threads as
-    BLAS may use, each call with one BLAS thread::
+class _Workers(NamedTuple):
+    """Threads that run calls side by side: ``list(map(fn, items)) == [fn(item) for item in
+    items]``, ``threads`` calls at a time."""
 
-        out == [fn(item) for item in items]
+    map: Callable
+    threads: int
+
+
+#: Below this many multiply-adds (about ``n d^2`` for a step on n x d data) the steps' calls
+#: run one after the other: handing them to threads would cost more than it saves.
+_PARALLEL_WORK = 2**24
+
+
+@contextlib.contextmanager
+def _workers(work=math.inf):
+    """As many threads as BLAS may use, each call on them with one BLAS thread (``_Workers``)::
+
+        list(workers.map(fn, items)) == [fn(item) for item in items]
 
     BLAS spreads a product over the cores, but the rest of an EM step (squaring and
     summing the products, exponentials, gathering rows, eigendecompositions of 256 x 256
-    matrices) runs on one core; here the calls run side by side instead, and numpy lets
-    go of Python's lock in its loops and in BLAS, so all of it uses every core.  Every
-    call has one BLAS thread, even when there are fewer calls than threads, so that each
-    result is the same whatever the number of threads.  (The way of scikit-learn's
-    ``KMeans``, which limits BLAS with ``threadpoolctl`` too.)  A call's exception is
-    raised here, once the other calls have finished.
+    matrices) runs on one core; the steps' calls on these threads run side by side
+    instead, and numpy lets go of Python's lock in its loops and in BLAS, so all of it uses
+    every core.  Inside the ``with``, BLAS has one thread (also in the caller's thread, and
+    with a single thread: no pool then), so that each result is the same whatever the
+    number of threads; on leaving it, BLAS gets its threads back.  (The way of
+    scikit-learn's ``KMeans``, which limits BLAS with ``threadpoolctl`` too.)  A call's
+    exception is raised by ``list(workers.map(...))``, once the other calls have finished.
+    ``fit_gmm`` makes one set of threads for the whole fit: starting them, and finding
+    the BLAS libraries, takes about a millisecond.  With less ``work`` than
+    ``_PARALLEL_WORK`` the calls run one after the other (with one BLAS thread all the same).
     """
-    items = list(items)
-    threads = _blas_threads()
+    blas = ThreadpoolController().select(user_api="blas")
+    threads = _blas_threads(blas)
     if threads == 1:
-        return [fn(item) for item in items]
-    with ThreadpoolController().select(user_api="blas").limit(limits=1):
-        with ThreadPoolExecutor(max(1, min(threads, len(items)))) as pool:
-            return list(pool.map(fn, items))
+        yield _Workers(map, 1)
+        return
+    with blas.limit(limits=1):
+        if work < _PARALLEL_WORK:
+            yield _Workers(map, 1)
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            yield _Workers(pool.map, threads)
 
 
-def _in_row_chunks(step, X_one, *model, row_sq_norms):
-    """``step(X_one, *model, row_sq_norms)`` on chunks of rows in parallel (``_in_parallel``),
-    its outputs (an array with a row per sample, or a tuple of them) joined::
+def _in_row_chunks(workers, step, X_one, *model, row_sq_norms):
+    """``step(X_one, *model, row_sq_norms)`` on chunks of rows side by side on ``workers``
+    (``_workers``), its outputs (an array with a row per sample, or a tuple of them) joined::
 
         out == step(X_one, *model, row_sq_norms)
 
@@ -1799,14 +1829,16 @@ def _in_row_chunks(step, X_one, *model, row_sq_norms):
     """
     n = X_one.shape[0]
     n_blocks = -(-n // _ESTEP_BLOCK)
-    chunks = max(1, min(_blas_threads(), n_blocks))
+    chunks = max(1, min(workers.threads, n_blocks))
+    if chunks == 1:
+        return step(X_one, *model, row_sq_norms)
     edges = [_ESTEP_BLOCK * (n_blocks * c // chunks) for c in range(chunks)] + [n]
-    parts = _in_parallel(
-        lambda rows: step(X_one[rows], *model, row_sq_norms[rows]),
-        [slice(a, b) for a, b in zip(edges[:-1], edges[1:])],
+    parts = list(
+        workers.map(
+            lambda rows: step(X_one[rows], *model, row_sq_norms[rows]),
+            [slice(a, b) for a, b in zip(edges[:-1], edges[1:])],
+        )
     )
-    if len(parts) == 1:
-        return parts[0]
     if isinstance(parts[0], tuple):
         return tuple(np.concatenate(outputs) for outputs in zip(*parts))
     return np.concatenate(parts)

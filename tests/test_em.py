@@ -740,7 +740,7 @@ def test_em_gives_the_same_numbers_whatever_the_thread_count(monkeypatch, dtype)
     with threadpool_limits(1):
         fits.append(helpers.fit_gmm(X, K, init=start, max_iter=4, tol=0, dtype=dtype))
     fits.append(helpers.fit_gmm(X, K, init=start, max_iter=4, tol=0, dtype=dtype))
-    monkeypatch.setattr(helpers, "_blas_threads", lambda: 3)
+    monkeypatch.setattr(helpers, "_blas_threads", lambda blas: 3)
     fits.append(helpers.fit_gmm(X, K, init=start, max_iter=4, tol=0, dtype=dtype))
     (g1, h1), others = fits[0], fits[1:]
     for g, h in others:

@@ -1,6 +1,7 @@
 """Section 9 of helpers.py: each speed kernel against the one-line numpy expression in its
 docstring, the M-step's skipping of negligible rows, the float32 round-off bound and its
-fallback, and the kernels' lack of hidden state."""
+fallback, the kernels' lack of hidden state, and the steps' calls side by side on the threads
+(``_workers``, ``_in_row_chunks``: the same results as one call after the other)."""
 
 import threading
 import time
@@ -481,7 +482,7 @@ def test_e_step_is_accurate_far_from_the_origin(rng):
     )
 
 
-# --- The calls side by side: _in_parallel and _in_row_chunks ---------------------------
+# --- The calls side by side: _workers and _in_row_chunks ---------------------------------
 
 
 def _blas_threads_now():
@@ -491,28 +492,43 @@ def _blas_threads_now():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 5])
-def test_in_parallel_is_the_list_comprehension(monkeypatch, threads):
-    monkeypatch.setattr(helpers, "_blas_threads", lambda: threads)
+def test_workers_map_is_the_list_comprehension(monkeypatch, threads):
+    monkeypatch.setattr(helpers, "_blas_threads", lambda blas: threads)
     items = list(range(7))
-    # the late items finish first: the results still come in the order of the items
-    got = helpers._in_parallel(lambda i: (time.sleep(0.01 * (7 - i)), i * i)[1], items)
+    with helpers._workers() as workers:
+        assert workers.threads == threads
+        # the late items finish first: the results still come in the order of the items
+        got = list(workers.map(lambda i: (time.sleep(0.01 * (7 - i)), i * i)[1], items))
+        assert list(workers.map(lambda i: i, [])) == []
     assert got == [i * i for i in items]
-    assert helpers._in_parallel(lambda i: i, []) == []
 
 
-def test_in_parallel_runs_side_by_side_with_one_blas_thread_each(monkeypatch):
+def test_workers_run_side_by_side_with_one_blas_thread_each(monkeypatch):
     # two calls that wait for each other finish only if they run at the same time
-    monkeypatch.setattr(helpers, "_blas_threads", lambda: 2)
+    monkeypatch.setattr(helpers, "_blas_threads", lambda blas: 2)
     barrier = threading.Barrier(2, timeout=10)
-    got = helpers._in_parallel(lambda i: (barrier.wait(), _blas_threads_now())[1], [0, 1])
-    assert all(threads and set(threads) == {1} for threads in got)  # one BLAS thread each
     before = _blas_threads_now()
-    helpers._in_parallel(lambda i: None, [0, 1])
+    with helpers._workers() as workers:
+        got = list(workers.map(lambda i: (barrier.wait(), _blas_threads_now())[1], [0, 1]))
+        assert set(_blas_threads_now()) == {1}  # in the caller's thread too
+    assert all(threads and set(threads) == {1} for threads in got)  # one BLAS thread each
     assert _blas_threads_now() == before  # BLAS has its threads back
 
 
-def test_in_parallel_raises_the_exception_of_a_call(monkeypatch):
-    monkeypatch.setattr(helpers, "_blas_threads", lambda: 2)
+def test_workers_for_little_work_run_the_calls_in_turn_with_one_blas_thread(monkeypatch):
+    monkeypatch.setattr(helpers, "_blas_threads", lambda blas: 2)
+    with helpers._workers(helpers._PARALLEL_WORK - 1) as workers:
+        assert workers.threads == 1
+        got = list(workers.map(lambda i: (threading.get_ident(), _blas_threads_now()), [0, 1]))
+    assert {ident for ident, _ in got} == {threading.get_ident()}  # in the caller's thread
+    assert all(set(threads) == {1} for _, threads in got)  # the same numbers as with threads
+    with helpers._workers(helpers._PARALLEL_WORK) as workers:
+        assert workers.threads == 2
+
+
+def test_workers_raise_the_exception_of_a_call(monkeypatch):
+    monkeypatch.setattr(helpers, "_blas_threads", lambda blas: 2)
+    before = _blas_threads_now()
 
     def fn(i):
         if i == 3:
@@ -520,7 +536,9 @@ def test_in_parallel_raises_the_exception_of_a_call(monkeypatch):
         return i
 
     with pytest.raises(ValueError, match="item 3"):
-        helpers._in_parallel(fn, range(6))
+        with helpers._workers() as workers:
+            list(workers.map(fn, range(6)))
+    assert _blas_threads_now() == before
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -541,13 +559,16 @@ def test_in_row_chunks_equals_one_call(rng, monkeypatch, dtype, threads, cells):
     with threadpool_limits(1):
         resp, log_norm = helpers._e_step(X_one, weights, means, eighs, sq)
         log_prob = helpers._log_prob(X_one, weights, means, eighs, sq)
-    monkeypatch.setattr(helpers, "_blas_threads", lambda: threads)
-    got_resp, got_norm = helpers._in_row_chunks(
-        helpers._e_step, X_one, weights, means, eighs, row_sq_norms=sq
-    )
+    monkeypatch.setattr(helpers, "_blas_threads", lambda blas: threads)
+    with helpers._workers() as workers:
+        got_resp, got_norm = helpers._in_row_chunks(
+            workers, helpers._e_step, X_one, weights, means, eighs, row_sq_norms=sq
+        )
+        got = helpers._in_row_chunks(
+            workers, helpers._log_prob, X_one, weights, means, eighs, row_sq_norms=sq
+        )
     np.testing.assert_array_equal(got_resp, resp)
     np.testing.assert_array_equal(got_norm, log_norm)
-    got = helpers._in_row_chunks(helpers._log_prob, X_one, weights, means, eighs, row_sq_norms=sq)
     np.testing.assert_array_equal(got, log_prob)
 
 
@@ -570,10 +591,17 @@ def test_float32_fallback_decided_chunk_by_chunk_keeps_the_promise(rng, monkeypa
             with_float32_warning(helpers._log_gaussians, X_one32[rows], mean, eighs, sq[rows])[1]
             == falls_back
         )
-    monkeypatch.setattr(helpers, "_blas_threads", lambda: 2)
-    got, warned = with_float32_warning(
-        helpers._in_row_chunks, helpers._log_gaussians, X_one32, mean, eighs, row_sq_norms=sq
-    )
+    monkeypatch.setattr(helpers, "_blas_threads", lambda blas: 2)
+    with helpers._workers() as workers:
+        got, warned = with_float32_warning(
+            helpers._in_row_chunks,
+            workers,
+            helpers._log_gaussians,
+            X_one32,
+            mean,
+            eighs,
+            row_sq_norms=sq,
+        )
     assert warned
     assert np.all(np.abs(got[:, 0] - exact) <= helpers._F32_RTOL * (d + maha) / 2)
     np.testing.assert_allclose(got[: n // 2, 0], exact[: n // 2], rtol=1e-12)  # in float64
