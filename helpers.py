@@ -1067,8 +1067,8 @@ def fit_gmm(
         Used by the "random" and "kmeans" initialisations.
     dtype : numpy.float64 or numpy.float32
         Precision of the large products (whitening in the E-step, scatter
-        matrices in the M-step).  float32 is 1.8 to 2.0 times as fast on MNIST (1.9
-        with two threads, 1.8 to 2.0 with one);
+        matrices in the M-step).  float32 is about 1.8 times as fast on MNIST (1.6 to
+        1.9 with two threads, 1.85 with one);
         eigendecompositions, responsibilities and the log-likelihood stay float64.
         **The float32 guarantee:** every log-density of every E-step is within
         ``1e-3 * (d + m) / 2`` nats of its float64 value, ``m`` its Mahalanobis term
