@@ -43,7 +43,7 @@ its determinant never formed.  Both come from its eigendecomposition
     log|cov| = sum(log(max(lam, eps)))     cov^{-1} = U diag(1 / max(lam, eps)) U^T
 
 torch/torchvision are imported only inside the data loader and matplotlib only
-inside the plotting functions, so the numerical core needs numpy alone, and
+inside the plotting functions, so the numerical core needs only numpy and
 threadpoolctl, with which the EM steps share their work out among the cores (section 9).  Every
 public function accepts torch tensors as well as arrays (detached, on the CPU).
 """
@@ -51,6 +51,7 @@ public function accepts torch tensors as well as arrays (detached, on the CPU).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gzip
 import hashlib
 import json
@@ -564,10 +565,10 @@ def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
         ``-inf`` in the columns of components of weight 0.
     """
     X, gmm, eps = _check_X_gmm_eps(X, gmm, eps)
-    eighs = [clipped_eigh(cov, eps) for cov in gmm.covariances]  # checked: PSD
     X_one, means = _centred(X, gmm.means)
     row_sq_norms = _row_sq_norms(X_one[:, :-1])
     with _workers(X.size * X.shape[1]) as workers:
+        eighs = list(workers.map(lambda cov: clipped_eigh(cov, eps), gmm.covariances))  # PSD?
         return _in_row_chunks(
             workers, _log_prob, X_one, gmm.weights, means, eighs, row_sq_norms=row_sq_norms
         )
@@ -645,10 +646,10 @@ def e_step(X, gmm, eps=DEFAULT_EPS):
         When a log-likelihood is not finite (data on an extreme scale: rescale it).
     """
     X, gmm, eps = _check_X_gmm_eps(X, gmm, eps)
-    eighs = [clipped_eigh(cov, eps) for cov in gmm.covariances]  # checked: PSD
     X_one, means = _centred(X, gmm.means)
     row_sq_norms = _row_sq_norms(X_one[:, :-1])
     with _workers(X.size * X.shape[1]) as workers:
+        eighs = list(workers.map(lambda cov: clipped_eigh(cov, eps), gmm.covariances))  # PSD?
         resp, log_norm = _in_row_chunks(
             workers, _e_step, X_one, gmm.weights, means, eighs, row_sq_norms=row_sq_norms
         )
@@ -940,6 +941,7 @@ def _m_step(X_one, resp, eps, previous, radius, workers):
     nk = resp.sum(axis=0)  # N_k = sum_i r_ik
     weights = nk / n  # pi_k = N_k / n
     X = X_one[:, :-1]
+    previous_eighs = None  # (needed only by a component without data, see above)
     # Points near the new means, about which the scatter is summed (round-off only, see
     # _weighted_scatter): the previous means, or without them the new means themselves.
     if previous is not None:
@@ -1119,7 +1121,9 @@ def fit_gmm(
     The E-step's chunks of rows and the M-step's components are computed side by side,
     on as many threads as BLAS may use (``OMP_NUM_THREADS``), each with one BLAS thread:
     from the same start, the model and the history are the same to the last bit whatever
-    the number of threads.
+    the number of threads (except where float32 falls back to float64 for part of the
+    rows, which is decided per chunk of rows: then they agree within the float32
+    guarantee).  One fit at a time per process (see ``_workers``).
     """
     X = _check_X(X)
     n, d = X.shape
@@ -1772,8 +1776,8 @@ def _blas_threads(blas):
 
 
 class _Workers(NamedTuple):
-    """Threads that run calls side by side: ``list(map(fn, items)) == [fn(item) for item in
-    items]``, ``threads`` calls at a time."""
+    """Threads that run calls side by side: ``list(workers.map(fn, items)) == [fn(item) for
+    item in items]``, ``workers.threads`` calls at a time."""
 
     map: Callable
     threads: int
@@ -1794,14 +1798,20 @@ def _workers(work=math.inf):
     summing the products, exponentials, gathering rows, eigendecompositions of 256 x 256
     matrices) runs on one core; the steps' calls on these threads run side by side
     instead, and numpy lets go of Python's lock in its loops and in BLAS, so all of it uses
-    every core.  Inside the ``with``, BLAS has one thread (also in the caller's thread, and
-    with a single thread: no pool then), so that each result is the same whatever the
-    number of threads; on leaving it, BLAS gets its threads back.  (The way of
-    scikit-learn's ``KMeans``, which limits BLAS with ``threadpoolctl`` too.)  A call's
-    exception is raised by ``list(workers.map(...))``, once the other calls have finished.
-    ``fit_gmm`` makes one set of threads for the whole fit: starting them, and finding
-    the BLAS libraries, takes about a millisecond.  With less ``work`` than
-    ``_PARALLEL_WORK`` the calls run one after the other (with one BLAS thread all the same).
+    every core.  Inside the ``with``, BLAS has one thread (in the caller's thread and in
+    each worker: MKL and OpenMP keep that setting per thread), so that each result is the
+    same whatever the number of threads; on leaving it, BLAS gets its threads back.  (The
+    way of scikit-learn's ``KMeans``, which limits BLAS with ``threadpoolctl`` too.)  Each
+    call runs in a copy of the caller's context, so that numpy's error settings
+    (``np.errstate``) hold in it too.  ``list(workers.map(...))`` raises the exception of
+    the first call that fails; the calls already running finish when the ``with`` is left,
+    the others are dropped.  ``fit_gmm`` makes one set of threads for the whole fit:
+    starting them, and finding the BLAS libraries, takes about a millisecond.  With less
+    ``work`` than ``_PARALLEL_WORK`` the calls run one after the other, with one BLAS thread
+    all the same.  Limits: where threadpoolctl finds no BLAS it can set (Apple's
+    Accelerate), BLAS keeps its threads and the calls run one after the other; and the
+    limit is for the whole process, so two fits at once in two Python threads of one
+    process would disturb each other's BLAS threads.
     """
     blas = ThreadpoolController().select(user_api="blas")
     threads = _blas_threads(blas)
@@ -1812,8 +1822,14 @@ def _workers(work=math.inf):
         if work < _PARALLEL_WORK:
             yield _Workers(map, 1)
             return
-        with ThreadPoolExecutor(threads) as pool:
-            yield _Workers(pool.map, threads)
+        # (each worker sets its own limit too; it ends with the thread)
+        with ThreadPoolExecutor(threads, initializer=lambda: blas.limit(limits=1)) as pool:
+
+            def in_threads(fn, items):  # each call in a copy of the caller's context
+                calls = [(contextvars.copy_context(), item) for item in items]
+                return pool.map(lambda call: call[0].run(fn, call[1]), calls)
+
+            yield _Workers(in_threads, threads)
 
 
 def _in_row_chunks(workers, step, X_one, *model, row_sq_norms):
@@ -1822,10 +1838,12 @@ def _in_row_chunks(workers, step, X_one, *model, row_sq_norms):
 
         out == step(X_one, *model, row_sq_norms)
 
-    for a ``step`` that treats each row on its own (``_log_prob``, ``_e_step``; their
-    float32 fallback to float64, ``_log_gaussians``, is decided chunk by chunk).  One chunk
-    per thread, each a whole number of blocks of ``_ESTEP_BLOCK`` rows, so that the blocks
-    of ``_log_gaussians`` and hence the results are those of one call on all the rows.
+    for a ``step`` that treats each row on its own (``_log_prob``, ``_e_step``), to the
+    last bit: one chunk per thread, each a whole number of blocks of ``_ESTEP_BLOCK`` rows,
+    so that the blocks of ``_log_gaussians`` and hence the results are those of one call on
+    all the rows.  One exception: with float32 rows, ``_log_gaussians`` decides which
+    components it redoes in float64 from the rows it is given, hence chunk by chunk; the
+    results then differ from one call's within the float32 guarantee (``_F32_RTOL``).
     """
     n = X_one.shape[0]
     n_blocks = -(-n // _ESTEP_BLOCK)

@@ -747,3 +747,25 @@ def test_em_gives_the_same_numbers_whatever_the_thread_count(monkeypatch, dtype)
         np.testing.assert_array_equal(h, h1)
         for a, b in zip(g, g1):
             np.testing.assert_array_equal(a, b)
+
+
+def test_public_steps_give_the_same_numbers_whatever_the_thread_count(monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(9)
+    n, d, K = 4000, 256, 3
+    X = rng.random((n, d)) * (rng.random(d) < 0.8)
+    covs = [np.cov(X[k::K].T) for k in range(K)]
+    gmm = helpers.GMM(np.full(K, 1 / K), X[:K], covs)
+
+    def steps():
+        resp, loglik = helpers.e_step(X, gmm)
+        return resp, loglik, helpers.gmm_log_prob(X, gmm), helpers.m_step(X, resp).covariances
+
+    with threadpool_limits(1):
+        expected = steps()
+    for threads in (None, 3):
+        if threads is not None:
+            monkeypatch.setattr(helpers, "_blas_threads", lambda blas, t=threads: t)
+        for got, want in zip(steps(), expected):
+            np.testing.assert_array_equal(got, want)

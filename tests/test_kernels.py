@@ -505,14 +505,49 @@ def test_workers_map_is_the_list_comprehension(monkeypatch, threads):
 
 def test_workers_run_side_by_side_with_one_blas_thread_each(monkeypatch):
     # two calls that wait for each other finish only if they run at the same time
+    from threadpoolctl import threadpool_limits
+
     monkeypatch.setattr(helpers, "_blas_threads", lambda blas: 2)
     barrier = threading.Barrier(2, timeout=10)
-    before = _blas_threads_now()
-    with helpers._workers() as workers:
-        got = list(workers.map(lambda i: (barrier.wait(), _blas_threads_now())[1], [0, 1]))
-        assert set(_blas_threads_now()) == {1}  # in the caller's thread too
+    with threadpool_limits(2, user_api="blas"):  # (so that "its threads back" can fail)
+        before = _blas_threads_now()
+        with helpers._workers() as workers:
+            got = list(workers.map(lambda i: (barrier.wait(), _blas_threads_now())[1], [0, 1]))
+            assert set(_blas_threads_now()) == {1}  # in the caller's thread too
+        assert _blas_threads_now() == before == [2] * len(before)  # BLAS has its threads back
     assert all(threads and set(threads) == {1} for threads in got)  # one BLAS thread each
-    assert _blas_threads_now() == before  # BLAS has its threads back
+
+
+def test_workers_calls_keep_the_callers_numpy_error_settings(monkeypatch):
+    monkeypatch.setattr(helpers, "_blas_threads", lambda blas: 2)
+
+    def divide(i):
+        return np.float64(1.0) / np.float64(i)
+
+    with helpers._workers() as workers, np.errstate(divide="raise"):
+        with pytest.raises(FloatingPointError):
+            list(workers.map(divide, [1, 0]))
+    with helpers._workers() as workers, np.errstate(divide="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert list(workers.map(divide, [2, 0])) == [0.5, np.inf]
+
+
+def test_blas_threads_is_the_most_threads_of_the_blas_libraries():
+    class Lib:
+        def __init__(self, n):
+            self.num_threads = n
+
+    class Blas:
+        def __init__(self, *threads):
+            self.lib_controllers = [Lib(n) for n in threads]
+
+    assert helpers._blas_threads(Blas()) == 1  # no BLAS found: one after the other
+    assert helpers._blas_threads(Blas(2, 4)) == 4
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        assert helpers._blas_threads(ThreadpoolController().select(user_api="blas")) == 1
 
 
 def test_workers_for_little_work_run_the_calls_in_turn_with_one_blas_thread(monkeypatch):
@@ -527,18 +562,20 @@ def test_workers_for_little_work_run_the_calls_in_turn_with_one_blas_thread(monk
 
 
 def test_workers_raise_the_exception_of_a_call(monkeypatch):
+    from threadpoolctl import threadpool_limits
+
     monkeypatch.setattr(helpers, "_blas_threads", lambda blas: 2)
-    before = _blas_threads_now()
 
     def fn(i):
         if i == 3:
             raise ValueError("item 3")
         return i
 
-    with pytest.raises(ValueError, match="item 3"):
-        with helpers._workers() as workers:
-            list(workers.map(fn, range(6)))
-    assert _blas_threads_now() == before
+    with threadpool_limits(2, user_api="blas"):
+        with pytest.raises(ValueError, match="item 3"):
+            with helpers._workers() as workers:
+                list(workers.map(fn, range(6)))
+        assert set(_blas_threads_now()) == {2}  # BLAS has its threads back
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
