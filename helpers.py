@@ -44,8 +44,8 @@ its determinant never formed.  Both come from its eigendecomposition
 
 torch/torchvision are imported only inside the data loader and matplotlib only
 inside the plotting functions, so the numerical core needs only numpy and
-threadpoolctl, with which the EM steps share their work out among the cores (section 9).  Every
-public function accepts torch tensors as well as arrays (detached, on the CPU).
+threadpoolctl, with which the EM steps share their work out among the cores (section
+9).  Every public function accepts torch tensors as well as arrays (detached, on the CPU).
 """
 
 from __future__ import annotations
@@ -566,22 +566,22 @@ def gmm_log_prob(X, gmm, eps=DEFAULT_EPS):
         ``-inf`` in the columns of components of weight 0.
     """
     X, gmm, eps = _check_X_gmm_eps(X, gmm, eps)
-    X_one, means = _centred(X, gmm.means)
-    row_sq_norms = _row_sq_norms(X_one[:, :-1])
     with _workers(X.size * X.shape[1]) as workers:
-        eighs = list(workers.map(lambda cov: clipped_eigh(cov, eps), gmm.covariances))  # PSD?
-        return _in_row_chunks(
-            workers, _log_prob, X_one, gmm.weights, means, eighs, row_sq_norms=row_sq_norms
-        )
+        X_one, model, row_sq_norms = _centred(X, gmm, eps, workers)
+        return _in_row_chunks(workers, _log_prob, X_one, *model, row_sq_norms=row_sq_norms)
 
 
-def _centred(X, means):
-    """The rows ``[x_i - offset, 1]`` (``_with_ones``) and the means shifted by the same
-    offset, the mean of ``X``: the log-densities do not change, and
-    ``||x - mu||^2 = ||x||^2 - 2 x.mu + ||mu||^2`` (in ``_log_gaussians``) stays accurate
-    for data far from the origin."""
+def _centred(X, gmm, eps, workers):
+    """What ``_log_prob`` and ``_e_step`` take, centred: ``X_one``, the model ``(weights,
+    means, eighs)`` and ``row_sq_norms = ||x_i - offset||^2``.  ``X_one`` holds the rows
+    ``[x_i - offset, 1]`` (``_with_ones``), the means are shifted by the same offset, the
+    mean of ``X``: the log-densities do not change, and ``||x - mu||^2 = ||x||^2 - 2 x.mu +
+    ||mu||^2`` (in ``_log_gaussians``) stays accurate for data far from the origin.  The
+    eigendecompositions are checked (``clipped_eigh``: each covariance must be PSD)."""
     offset = X.mean(axis=0)
-    return _with_ones(X, offset), means - offset
+    X_one = _with_ones(X, offset)
+    eighs = list(workers.map(lambda cov: clipped_eigh(cov, eps), gmm.covariances))
+    return X_one, (gmm.weights, gmm.means - offset, eighs), _row_sq_norms(X_one[:, :-1])
 
 
 def _log_prob(X_one, weights, means, eighs, row_sq_norms):
@@ -647,13 +647,9 @@ def e_step(X, gmm, eps=DEFAULT_EPS):
         When a log-likelihood is not finite (data on an extreme scale: rescale it).
     """
     X, gmm, eps = _check_X_gmm_eps(X, gmm, eps)
-    X_one, means = _centred(X, gmm.means)
-    row_sq_norms = _row_sq_norms(X_one[:, :-1])
     with _workers(X.size * X.shape[1]) as workers:
-        eighs = list(workers.map(lambda cov: clipped_eigh(cov, eps), gmm.covariances))  # PSD?
-        resp, log_norm = _in_row_chunks(
-            workers, _e_step, X_one, gmm.weights, means, eighs, row_sq_norms=row_sq_norms
-        )
+        X_one, model, row_sq_norms = _centred(X, gmm, eps, workers)
+        resp, log_norm = _in_row_chunks(workers, _e_step, X_one, *model, row_sq_norms=row_sq_norms)
     return resp, float(np.mean(log_norm))  # (r, (1/n) sum_i log p(x_i))
 
 
@@ -1122,9 +1118,7 @@ def fit_gmm(
     The E-step's chunks of rows and the M-step's components are computed side by side,
     on as many threads as BLAS may use (``OMP_NUM_THREADS``), each with one BLAS thread:
     from the same start, the model and the history are the same to the last bit whatever
-    the number of threads (except where float32 falls back to float64 for part of the
-    rows, which is decided per chunk of rows: then they agree within the float32
-    guarantee).  One fit at a time per process (see ``_workers``).
+    the number of threads.  One fit at a time per process (see ``_workers``).
     """
     X = _check_X(X)
     n, d = X.shape
@@ -1841,10 +1835,9 @@ def _in_row_chunks(workers, step, X_one, *model, row_sq_norms):
 
     for a ``step`` that treats each row on its own (``_log_prob``, ``_e_step``), to the
     last bit: one chunk per thread, each a whole number of blocks of ``_ESTEP_BLOCK`` rows,
-    so that the blocks of ``_log_gaussians`` and hence the results are those of one call on
-    all the rows.  One exception: with float32 rows, ``_log_gaussians`` decides which
-    components it redoes in float64 from the rows it is given, hence chunk by chunk; the
-    results then differ from one call's within the float32 guarantee (``_F32_RTOL``).
+    so that the blocks of ``_log_gaussians`` (its products, and its float32 fallback to
+    float64, decided block by block) and hence the results are those of one call on all
+    the rows.
     """
     n = X_one.shape[0]
     n_blocks = -(-n // _ESTEP_BLOCK)
@@ -1953,23 +1946,26 @@ def _log_gaussians(X_one, means, eighs, row_sq_norms):
     sq_dist = np.maximum(row_sq_norms[:, None] - 2 * cross + mean_sq_norms, 0)
     floors = np.array([lam[0] for lam, _ in eighs])
     maha = np.where(reduced, sq_dist / floors - sq_proj, sq_proj)  # the Mahalanobis terms
-    imprecise = []
-    if X.dtype != np.float64:
-        bound = _maha_roundoff(row_sq_norms[:, None], sq_dist, means, floors, d)
-        # the bound is a round-off estimate within float32's range: a product that left it
-        # (x . mu_k overflowing, or subnormal) is not covered, so its component is redone
-        scale = np.maximum(np.max(row_sq_norms, initial=0.0), mean_sq_norms)
-        out_of_range = ~_in_float32_range(scale, d) & (scale > 0)
-        imprecise = np.flatnonzero(
-            (~(bound <= _F32_RTOL * (d + np.abs(maha)))).any(axis=0) | out_of_range
-        ).tolist()
     log_dets = np.array([np.sum(np.log(lam)) for lam, _ in eighs])
     out = -0.5 * (d * np.log(2 * np.pi) + log_dets + maha)
-    if imprecise:  # float32 cannot hold them: redo in float64
-        _warn_float32(f"log-densities of components {imprecise}")
-        out[:, imprecise] = _log_gaussians(
-            X_one.astype(np.float64), means[imprecise], [eighs[k] for k in imprecise], row_sq_norms
-        )
+    if X.dtype != np.float64 and n > 0:
+        # Per block of _ESTEP_BLOCK rows and component (so that chunks of whole blocks,
+        # _in_row_chunks, decide as one call does): where the round-off bound exceeds the
+        # promise, or a product left float32's range (x . mu_k overflowing, or subnormal:
+        # the bound does not cover it), redo in float64.
+        starts = np.arange(0, n, _ESTEP_BLOCK)
+        bound = _maha_roundoff(row_sq_norms[:, None], sq_dist, means, floors, d)
+        redo = np.logical_or.reduceat(~(bound <= _F32_RTOL * (d + np.abs(maha))), starts)
+        scale = np.maximum(np.maximum.reduceat(row_sq_norms, starts)[:, None], mean_sq_norms)
+        redo |= ~_in_float32_range(scale, d) & (scale > 0)  # shape (blocks, K)
+        imprecise = np.flatnonzero(redo.any(axis=0))
+        if imprecise.size:
+            _warn_float32(f"log-densities of components {imprecise.tolist()}")
+        for k in imprecise:  # float32 cannot hold them: redo those blocks in float64
+            rows = np.flatnonzero(np.repeat(redo[:, k], _ESTEP_BLOCK)[:n])
+            out[rows, k] = _log_gaussians(
+                X_one[rows].astype(np.float64), means[[k]], [eighs[k]], row_sq_norms[rows]
+            )[:, 0]
     return out
 
 

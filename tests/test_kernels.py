@@ -609,7 +609,7 @@ def test_in_row_chunks_equals_one_call(rng, monkeypatch, dtype, threads, cells):
     np.testing.assert_array_equal(got, log_prob)
 
 
-def test_float32_fallback_decided_chunk_by_chunk_keeps_the_promise(rng, monkeypatch):
+def test_float32_fallback_in_chunks_is_that_of_one_call(rng, monkeypatch):
     # one chunk of rows needs float64 for a component, the other does not: each chunk keeps
     # the guarantee, so the E-step in chunks does too
     d, n = 8, 4 * helpers._ESTEP_BLOCK
@@ -642,3 +642,6 @@ def test_float32_fallback_decided_chunk_by_chunk_keeps_the_promise(rng, monkeypa
     assert warned
     assert np.all(np.abs(got[:, 0] - exact) <= helpers._F32_RTOL * (d + maha) / 2)
     np.testing.assert_allclose(got[: n // 2, 0], exact[: n // 2], rtol=1e-12)  # in float64
+    # decided block by block, the fallback is the same in chunks as in one call
+    one, _ = with_float32_warning(helpers._log_gaussians, X_one32, mean, eighs, sq)
+    np.testing.assert_array_equal(got, one)
